@@ -1,1 +1,1139 @@
-// placeholder: written by the widget front-end
+// causal_widgets dashboard front-end (anywidget ESM, no dependencies; DOM + SVG).
+//
+// Python (causal_widgets/widgets.py) sends compact, already-measured data:
+//   plane        {layer: {epoch: [...], ei: [...], ei_lo, ei_hi, ei_parts..., sensitivity...}}
+//   layers       [{name, n_in, n_out, kind}]
+//   scalars      {epoch: [...], loss: [...], accuracy: [...]}
+//   heatmap      the selected layer's matrices at the scrubbed epoch (rows = inputs i)
+//   edge_history the pinned edge's E and S over the measured epochs
+//   status, errors
+// and this file draws it. All values are in bits. Pure logic (scales, the 45-degree
+// plane transform, colours, lookups, formatting) is exported for node's test runner.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+// ------------------------------------------------------------------ pure helpers
+
+/** The causal plane's coordinates of one measurement.
+ *  With S = sensitivity, D = S - M the degeneracy (M = EI, or EI_parts in its place):
+ *  x = (S - D)/sqrt2 = M/sqrt2 and y = (S + D)/sqrt2 = (2S - M)/sqrt2 (bits). */
+export function planeXY(sensitivity, metricValue) {
+  if (!Number.isFinite(sensitivity) || !Number.isFinite(metricValue)) return null;
+  return {
+    x: metricValue / Math.SQRT2,
+    y: (2 * sensitivity - metricValue) / Math.SQRT2,
+  };
+}
+
+/** Conservative plane-space error bar from the 95 % CIs of S and M.
+ *  x depends on M only; y = (2S - M)/sqrt2 is bounded by pairing S's low end with M's
+ *  high end (and the reverse), a box that contains every combination of the two CIs. */
+export function planeCI(s, sLo, sHi, m, mLo, mHi) {
+  const ok = (v) => Number.isFinite(v);
+  if (!ok(s) || !ok(m)) return null;
+  const ml = ok(mLo) ? mLo : m;
+  const mh = ok(mHi) ? mHi : m;
+  const sl = ok(sLo) ? sLo : s;
+  const sh = ok(sHi) ? sHi : s;
+  return {
+    x0: ml / Math.SQRT2,
+    x1: mh / Math.SQRT2,
+    y0: (2 * sl - mh) / Math.SQRT2,
+    y1: (2 * sh - ml) / Math.SQRT2,
+  };
+}
+
+/** A linear map from domain [d0, d1] to range [r0, r1], with .invert. */
+export function linearScale(d0, d1, r0, r1) {
+  const span = d1 - d0 || 1;
+  const f = (v) => r0 + ((v - d0) / span) * (r1 - r0);
+  f.invert = (p) => d0 + ((p - r0) / (r1 - r0 || 1)) * span;
+  f.domain = [d0, d1];
+  f.range = [r0, r1];
+  return f;
+}
+
+/** About `count` round tick values (steps 1, 2, 2.5 or 5 x 10^k) inside [lo, hi]. */
+export function niceTicks(lo, hi, count = 5) {
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
+  if (hi < lo) [lo, hi] = [hi, lo];
+  if (hi === lo) return [lo];
+  const raw = (hi - lo) / Math.max(1, count);
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
+  const start = Math.ceil(lo / step - 1e-9) * step;
+  const ticks = [];
+  for (let v = start; v <= hi + step * 1e-9; v += step) {
+    ticks.push(Math.abs(v) < step * 1e-9 ? 0 : Number(v.toPrecision(12)));
+  }
+  return ticks;
+}
+
+const CATEGORY10 = [
+  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+  "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+];
+
+/** Colour of the layer at position `index` (category10, then golden-angle hues). */
+export function layerColor(index) {
+  const i = Math.max(0, Math.floor(index));
+  if (i < CATEGORY10.length) return CATEGORY10[i];
+  const hue = Math.round(((i - CATEGORY10.length) * 137.508 + 20) % 360);
+  return `hsl(${hue}, 62%, 42%)`;
+}
+
+/** The element of sorted `epochs` nearest to `target` (ties: the earlier); null if empty. */
+export function nearestEpoch(epochs, target) {
+  const n = epochs ? epochs.length : 0;
+  if (!n) return null;
+  if (!Number.isFinite(target)) return epochs[n - 1];
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (epochs[mid] < target) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo === 0) return epochs[0];
+  if (lo === n) return epochs[n - 1];
+  const before = epochs[lo - 1];
+  const after = epochs[lo];
+  return target - before <= after - target ? before : after;
+}
+
+/** Index of `epoch`'s nearest measured epoch in sorted `epochs` (-1 if empty). */
+export function epochIndex(epochs, epoch) {
+  const e = nearestEpoch(epochs, epoch);
+  return e === null ? -1 : epochs.indexOf(e);
+}
+
+/** The epoch after `epoch` for playback; null at the end (playback stops). */
+export function nextEpoch(epochs, epoch) {
+  if (!epochs || !epochs.length) return null;
+  const i = epochIndex(epochs, epoch);
+  return i + 1 < epochs.length ? epochs[i + 1] : null;
+}
+
+const BLUES = [
+  [247, 251, 255], [222, 235, 247], [198, 219, 239], [158, 202, 225], [107, 174, 214],
+  [66, 146, 198], [33, 113, 181], [8, 81, 156], [8, 48, 107],
+];
+const RDBU = [
+  [178, 24, 43], [214, 96, 77], [244, 165, 130], [253, 219, 199], [247, 247, 247],
+  [209, 229, 240], [146, 197, 222], [67, 147, 195], [33, 102, 172],
+];
+
+function interpolate(stops, t) {
+  const u = Math.min(1, Math.max(0, t)) * (stops.length - 1);
+  const k = Math.min(stops.length - 2, Math.floor(u));
+  const f = u - k;
+  const c = stops[k].map((a, idx) => Math.round(a + (stops[k + 1][idx] - a) * f));
+  return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
+}
+
+/** Cell colour: sequential blues for E and S over [0, vmax]; for the difference S - E a
+ *  diverging red (negative) - white (0) - blue (positive) scale over [-vmax, vmax].
+ *  Values beyond the scale (e.g. small negative estimates) take the end colour. */
+export function heatColor(value, vmax, kind = "ei_parts") {
+  if (!Number.isFinite(value)) return "#e6e6e6";
+  const m = vmax > 0 ? vmax : 1;
+  if (kind === "difference") return interpolate(RDBU, 0.5 + value / (2 * m));
+  return interpolate(BLUES, value / m);
+}
+
+/** Whether text on `heatColor(value, vmax, kind)` should be white (dark background). */
+export function darkCell(value, vmax, kind = "ei_parts") {
+  if (!Number.isFinite(value)) return false;
+  const m = vmax > 0 ? vmax : 1;
+  if (kind === "difference") return Math.abs(value) / m > 0.6;
+  return value / m > 0.55;
+}
+
+/** Largest |value| of the matrices a heatmap shows with one shared scale (E and S
+ *  share theirs so switching between them compares like with like). */
+export function heatmapScaleMax(heatmap, kind) {
+  const mats = kind === "difference" ? [heatmap.difference] : [heatmap.ei_parts, heatmap.sensitivity];
+  let m = 0;
+  for (const mat of mats) {
+    if (!mat) continue;
+    for (const row of mat) for (const v of row) if (Number.isFinite(v)) m = Math.max(m, Math.abs(v));
+  }
+  return m;
+}
+
+/** A number of bits for display: 3 significant digits, fixed notation when sensible. */
+export function formatBits(v, withUnit = true) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  const a = Math.abs(v);
+  let s;
+  if (a === 0) s = "0";
+  else if (a >= 1000 || a < 1e-3) s = v.toExponential(2);
+  else if (a >= 100) s = v.toFixed(0);
+  else if (a >= 10) s = v.toFixed(1);
+  else if (a >= 1) s = v.toFixed(2);
+  else s = v.toPrecision(2);
+  return withUnit ? `${s} bits` : s;
+}
+
+/** A plain scalar (loss, accuracy) for display. */
+export function formatValue(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e4 || a < 1e-3)) return v.toExponential(2);
+  return String(Number(v.toPrecision(4)));
+}
+
+/** One layer's trajectory in the plane: points in epoch order, measurements where S or
+ *  the chosen metric is missing skipped. Each point carries its epoch and CI box. */
+export function trajectoryPoints(layerData, metric = "ei") {
+  if (!layerData || !layerData.epoch) return [];
+  const ep = layerData.epoch;
+  const S = layerData.sensitivity || [];
+  const M = layerData[metric] || [];
+  const pts = [];
+  for (let k = 0; k < ep.length; k++) {
+    const xy = planeXY(S[k], M[k]);
+    if (!xy) continue;
+    const ci = planeCI(
+      S[k], (layerData.sensitivity_lo || [])[k], (layerData.sensitivity_hi || [])[k],
+      M[k], (layerData[`${metric}_lo`] || [])[k], (layerData[`${metric}_hi`] || [])[k],
+    );
+    pts.push({
+      epoch: ep[k], x: xy.x, y: xy.y, ci,
+      s: S[k], m: M[k], d: S[k] - M[k],
+    });
+  }
+  return pts;
+}
+
+/** The point of a trajectory at the measured epoch nearest to `epoch` (null if none). */
+export function markerPoint(points, epoch) {
+  if (!points || !points.length) return null;
+  const e = nearestEpoch(points.map((p) => p.epoch), epoch);
+  return points.find((p) => p.epoch === e) || null;
+}
+
+/** Plane extent covering every point (and CI box when `withCI`), the origin and the
+ *  EI nullcline x = 0, padded by `pad` of the span on each side. */
+export function planeDomain(trajectories, withCI = false, pad = 0.08) {
+  let x0 = 0, x1 = 0, y0 = 0, y1 = 0;
+  for (const pts of trajectories) {
+    for (const p of pts) {
+      const xs = withCI && p.ci ? [p.x, p.ci.x0, p.ci.x1] : [p.x];
+      const ys = withCI && p.ci ? [p.y, p.ci.y0, p.ci.y1] : [p.y];
+      for (const v of xs) if (Number.isFinite(v)) { x0 = Math.min(x0, v); x1 = Math.max(x1, v); }
+      for (const v of ys) if (Number.isFinite(v)) { y0 = Math.min(y0, v); y1 = Math.max(y1, v); }
+    }
+  }
+  const sx = x1 - x0 || 1;
+  const sy = y1 - y0 || 1;
+  return { x: [x0 - pad * sx, x1 + pad * sx], y: [y0 - pad * sy, y1 + pad * sy] };
+}
+
+/** Scales for a box of `width` x `height` px with the SAME px per bit on both axes (the
+ *  plane is a rotation of the (S, D) axes, so angles must be preserved); the shorter
+ *  domain is widened about its centre. y grows upwards. */
+export function equalAspect(domain, width, height) {
+  const [xa, xb] = domain.x;
+  const [ya, yb] = domain.y;
+  const k = Math.min(width / (xb - xa || 1), height / (yb - ya || 1));
+  const xc = (xa + xb) / 2;
+  const yc = (ya + yb) / 2;
+  const hx = width / k / 2;
+  const hy = height / k / 2;
+  return {
+    x: linearScale(xc - hx, xc + hx, 0, width),
+    y: linearScale(yc - hy, yc + hy, height, 0),
+    pxPerBit: k,
+  };
+}
+
+/** The status line's text from the status trait. */
+export function statusText(status) {
+  if (!status || !Object.keys(status).length) return "starting…";
+  const parts = [];
+  const state = status.state || "";
+  if (state === "measuring") {
+    const e = status.running_epoch;
+    parts.push(e !== null && e !== undefined ? `measuring epoch ${e}` : "measuring");
+  } else if (state) {
+    parts.push(state === "loaded" ? "loaded from disk" : state);
+  }
+  if (status.queued) parts.push(`${status.queued} queued`);
+  const n = status.measured_epochs;
+  if (n !== undefined) parts.push(`${n} epoch${n === 1 ? "" : "s"} measured`);
+  if (status.dropped) parts.push(`${status.dropped} dropped`);
+  if (status.errors) parts.push(`${status.errors} error${status.errors === 1 ? "" : "s"}`);
+  return parts.join(" · ");
+}
+
+/** The value series of a heatmap cell kind, and the node margins for it. */
+export function heatmapMatrix(heatmap, kind) {
+  if (!heatmap || !heatmap.available) return null;
+  return heatmap[kind] || null;
+}
+
+/** Node bars for the margins: the kind's row/column sums (difference: S - E sums). */
+export function nodeBars(heatmap, side, kind) {
+  const nodes = heatmap && heatmap.nodes && heatmap.nodes[side];
+  if (!nodes) return null;
+  if (kind === "difference") {
+    const s = nodes.sensitivity;
+    const e = nodes.ei_parts;
+    if (!s || !e) return null;
+    return s.map((v, k) => (Number.isFinite(v) && Number.isFinite(e[k]) ? v - e[k] : null));
+  }
+  return nodes[kind] || null;
+}
+
+/** Extent [lo, hi] of the finite values of some arrays (null if none). */
+export function seriesExtent(...arrays) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const arr of arrays) {
+    if (!arr) continue;
+    for (const v of arr) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  }
+  return lo <= hi ? [lo, hi] : null;
+}
+
+/** SVG path "M x y L x y ..." through the points, broken where a value is missing. */
+export function linePath(xs, ys, sx, sy) {
+  let d = "";
+  let pen = false;
+  for (let k = 0; k < xs.length; k++) {
+    if (!Number.isFinite(xs[k]) || !Number.isFinite(ys[k])) { pen = false; continue; }
+    d += `${pen ? "L" : "M"}${sx(xs[k]).toFixed(1)},${sy(ys[k]).toFixed(1)}`;
+    pen = true;
+  }
+  return d;
+}
+
+/** Split n points into at most `chunks` consecutive runs that share their end points,
+ *  for drawing time along a trajectory as rising opacity. Returns [start, end] pairs. */
+export function timeChunks(n, chunks = 6) {
+  if (n < 2) return [];
+  const k = Math.min(chunks, n - 1);
+  const out = [];
+  for (let c = 0; c < k; c++) {
+    const a = Math.floor((c * (n - 1)) / k);
+    const b = Math.floor(((c + 1) * (n - 1)) / k);
+    out.push([a, b]);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ DOM helpers
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  setAttrs(el, attrs);
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
+  return el;
+}
+
+function s(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  setAttrs(el, attrs);
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
+  return el;
+}
+
+function setAttrs(el, attrs) {
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "text") el.textContent = v;
+    else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+}
+
+function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+}
+
+/** Fix an svg's drawing size; with a viewBox it shrinks with a narrow notebook column. */
+function size(svg, width, height) {
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+}
+
+function svgText(x, y, text, attrs = {}) {
+  return s("text", { x, y, ...attrs }, text);
+}
+
+function axisLeft(g, scale, ticks, x, width, fmt = (v) => String(v), grid = true) {
+  for (const t of ticks) {
+    const y = scale(t);
+    if (grid) g.append(s("line", { x1: x, x2: x + width, y1: y, y2: y, class: "cw-grid" }));
+    g.append(svgText(x - 6, y + 3.5, fmt(t), { class: "cw-tick", "text-anchor": "end" }));
+  }
+}
+
+function axisBottom(g, scale, ticks, y, height, fmt = (v) => String(v), grid = true) {
+  for (const t of ticks) {
+    const x = scale(t);
+    if (grid) g.append(s("line", { x1: x, x2: x, y1: y - height, y2: y, class: "cw-grid" }));
+    g.append(svgText(x, y + 14, fmt(t), { class: "cw-tick", "text-anchor": "middle" }));
+  }
+}
+
+const tickFmt = (v) => String(Number(v.toPrecision(3)));
+
+// ------------------------------------------------------------------ the view
+
+function createView(model, el) {
+  const local = { playing: false, timer: null, hover: null };
+  const get = (k, d) => {
+    const v = model.get(k);
+    return v === undefined || v === null ? d : v;
+  };
+  const set = (k, v) => {
+    model.set(k, v);
+    model.save_changes();
+  };
+
+  // ---- skeleton
+  const title = h("div", { class: "cw-title" });
+  const statusEl = h("div", { class: "cw-status", "data-testid": "cw-status" });
+  const notice = h("div", { class: "cw-notice" });
+  const header = h("div", { class: "cw-header" }, h("div", { class: "cw-brand" }, title), statusEl);
+
+  const network = h("div", { class: "cw-network", role: "list" });
+
+  const metricToggle = h("button", {
+    class: "cw-toggle",
+    type: "button",
+    "data-testid": "cw-metric-toggle",
+    title: "Draw the plane with whole-layer EI or with EI_parts in its place",
+    onclick: () => set("plane_metric", get("plane_metric", "ei") === "ei" ? "ei_parts" : "ei"),
+  });
+  const ciBox = h("input", {
+    type: "checkbox",
+    "data-testid": "cw-ci-toggle",
+    onchange: (ev) => set("show_ci", ev.target.checked),
+  });
+  const ciLabel = h("label", { class: "cw-check", title: "95 % confidence intervals" }, ciBox, " CI");
+  const plane = s("svg", { class: "cw-plane", "data-testid": "cw-plane", width: 450, height: 390 });
+  const planeNote = h("div", { class: "cw-note" });
+  const planeCard = h(
+    "div",
+    { class: "cw-card cw-plane-card" },
+    h("div", { class: "cw-card-head" }, h("span", { class: "cw-card-title", text: "Causal plane" }),
+      h("span", { class: "cw-controls" }, metricToggle, ciLabel)),
+    plane,
+    planeNote,
+  );
+
+  const kindButtons = {};
+  const kindBar = h("span", { class: "cw-seg", "data-testid": "cw-heatmap-kind" });
+  for (const [kind, label] of [["ei_parts", "EI_parts"], ["sensitivity", "sensitivity"], ["difference", "S − E"]]) {
+    const b = h("button", {
+      type: "button",
+      class: "cw-seg-btn",
+      "data-kind": kind,
+      text: label,
+      onclick: () => set("heatmap_kind", kind),
+    });
+    kindButtons[kind] = b;
+    kindBar.append(b);
+  }
+  const heatTitle = h("span", { class: "cw-card-title" });
+  const heat = s("svg", { class: "cw-heatmap", "data-testid": "cw-heatmap", width: 450, height: 300 });
+  const heatNote = h("div", { class: "cw-note" });
+  const tooltip = h("div", { class: "cw-tooltip", "data-testid": "cw-tooltip" });
+  const edgeSvg = s("svg", { class: "cw-edge", "data-testid": "cw-edge-history", width: 450, height: 120 });
+  const heatCard = h(
+    "div",
+    { class: "cw-card cw-heat-card" },
+    h("div", { class: "cw-card-head" }, heatTitle, kindBar),
+    h("div", { class: "cw-heat-wrap" }, heat, tooltip),
+    heatNote,
+    edgeSvg,
+  );
+
+  const play = h("button", {
+    type: "button",
+    class: "cw-play",
+    "data-testid": "cw-play",
+    title: "Play through the measured epochs",
+    onclick: () => (local.playing ? stopPlay() : startPlay()),
+  });
+  const scrubber = h("input", {
+    type: "range",
+    class: "cw-scrubber",
+    "data-testid": "cw-scrubber",
+    min: 0,
+    max: 0,
+    step: 1,
+    value: 0,
+  });
+  const onScrub = () => {
+    const eps = get("epochs", []);
+    const idx = Number(scrubber.value);
+    if (eps.length && Number.isFinite(idx)) {
+      const e = eps[Math.max(0, Math.min(eps.length - 1, idx))];
+      if (e !== get("epoch", 0)) set("epoch", e);
+    }
+  };
+  scrubber.addEventListener("input", onScrub);
+  scrubber.addEventListener("change", onScrub);
+  const epochLabel = h("span", { class: "cw-epoch-label" });
+  const loss = s("svg", { class: "cw-loss", "data-testid": "cw-loss", width: 930, height: 150 });
+  const timeCard = h(
+    "div",
+    { class: "cw-card cw-time-card" },
+    h("div", { class: "cw-scrub-row" }, play, scrubber, epochLabel),
+    loss,
+  );
+  const errorsEl = h("div", { class: "cw-errors", "data-testid": "cw-errors" });
+
+  const root = h(
+    "div",
+    { class: "cw-dashboard" },
+    header,
+    notice,
+    network,
+    h("div", { class: "cw-main" }, planeCard, heatCard),
+    timeCard,
+    errorsEl,
+  );
+  el.append(root);
+
+  // ---- redraw scheduling: changes are batched into one draw per frame
+  const dirty = new Set();
+  let scheduled = false;
+  let destroyed = false;
+  const flush = () => {
+    if (!scheduled || destroyed) return;
+    scheduled = false;
+    const d = new Set(dirty);
+    dirty.clear();
+    const run = (name, fn) => {
+      if (!d.has(name)) return;
+      try { fn(); } catch (err) { console.error(`cw-dashboard: drawing ${name} failed`, err); }
+    };
+    run("root", drawRoot);
+    run("header", drawHeader);
+    run("network", drawNetwork);
+    run("plane", drawPlane);
+    if (!d.has("plane")) run("markers", drawMarkers);
+    run("scrubber", drawScrubber);
+    run("heatmap", drawHeatmap);
+    run("edge", drawEdge);
+    run("loss", drawLoss);
+    run("errors", drawErrors);
+  };
+  const mark = (...names) => {
+    for (const n of names) dirty.add(n);
+    if (scheduled) return;
+    scheduled = true;
+    // rAF for smoothness; the timeout keeps hidden tabs (no rAF) up to date too
+    if (typeof requestAnimationFrame === "function") requestAnimationFrame(flush);
+    setTimeout(flush, 60);
+  };
+
+  const listeners = [
+    ["change:status change:title", ["header"]],
+    ["change:layers", ["network", "plane", "heatmap"]],
+    ["change:plane", ["plane", "network"]],
+    ["change:plane_metric change:show_ci", ["plane"]],
+    ["change:selected_layer", ["network", "plane", "root", "heatmap"]],
+    ["change:epoch", ["markers", "scrubber", "loss", "edge", "root", "network"]],
+    ["change:epochs", ["scrubber", "loss"]],
+    ["change:heatmap change:heatmap_kind change:pinned_edge", ["heatmap"]],
+    ["change:edge_history", ["edge"]],
+    ["change:scalars", ["loss"]],
+    ["change:errors", ["errors"]],
+  ];
+  const handlers = [];
+  for (const [events, sections] of listeners) {
+    for (const ev of events.split(" ")) {
+      const fn = () => mark(...sections);
+      model.on(ev, fn);
+      handlers.push([ev, fn]);
+    }
+  }
+
+  // ---- sections
+  function layerIndex() {
+    const idx = new Map();
+    get("layers", []).forEach((l, k) => idx.set(l.name, k));
+    for (const name of Object.keys(get("plane", {}))) if (!idx.has(name)) idx.set(name, idx.size);
+    return idx;
+  }
+
+  function drawRoot() {
+    root.setAttribute("data-epoch", String(get("epoch", 0)));
+    root.setAttribute("data-layer", get("selected_layer", ""));
+  }
+
+  function drawHeader() {
+    title.textContent = get("title", "Causal structure");
+    const st = get("status", {});
+    statusEl.textContent = statusText(st);
+    statusEl.setAttribute("data-state", st.state || "");
+    notice.textContent = st.notice || "";
+    notice.style.display = st.notice ? "" : "none";
+  }
+
+  function drawNetwork() {
+    clear(network);
+    const layers = get("layers", []);
+    const plane = get("plane", {});
+    const sel = get("selected_layer", "");
+    const epoch = get("epoch", 0);
+    const metric = get("plane_metric", "ei");
+    const idx = layerIndex();
+    const names = layers.length ? layers.map((l) => l.name) : Object.keys(plane);
+    if (!names.length) {
+      network.append(h("span", { class: "cw-muted", text: "finding the network's layers…" }));
+      return;
+    }
+    network.append(h("span", { class: "cw-io", text: "input" }));
+    names.forEach((name, k) => {
+      const info = layers.find((l) => l.name === name) || {};
+      const pt = markerPoint(trajectoryPoints(plane[name], metric), epoch);
+      const shape = Number.isFinite(info.n_in) ? `${info.n_in} → ${info.n_out}` : "";
+      const value = pt ? `${metric === "ei" ? "EI" : "EI_parts"} ${formatBits(pt.m)}` : "not measured yet";
+      const btn = h(
+        "button",
+        {
+          type: "button",
+          class: `cw-layer${name === sel ? " cw-selected" : ""}`,
+          "data-testid": "cw-layer-button",
+          "data-layer": name,
+          role: "listitem",
+          title: `${name}${info.kind ? ` (${info.kind})` : ""}: click to inspect its edges`,
+          onclick: () => set("selected_layer", name),
+        },
+        h("span", { class: "cw-swatch", style: `background:${layerColor(idx.get(name) ?? k)}` }),
+        h("span", { class: "cw-layer-name", text: name }),
+        h("span", { class: "cw-layer-shape", text: shape }),
+        h("span", { class: "cw-layer-value", text: value }),
+      );
+      network.append(h("span", { class: "cw-arrow", text: "→" }), btn);
+    });
+    network.append(h("span", { class: "cw-arrow", text: "→" }), h("span", { class: "cw-io", text: "output" }));
+  }
+
+  // plane geometry shared by drawPlane and drawMarkers
+  let planeGeom = null;
+  const PM = { left: 54, right: 14, top: 14, bottom: 42 };
+
+  function planeData() {
+    const metric = get("plane_metric", "ei");
+    const plane = get("plane", {});
+    const idx = layerIndex();
+    const names = [...idx.keys()].filter((n) => plane[n]);
+    return names.map((name) => ({
+      name,
+      color: layerColor(idx.get(name)),
+      points: trajectoryPoints(plane[name], metric),
+    }));
+  }
+
+  function drawPlane() {
+    clear(plane);
+    const metric = get("plane_metric", "ei");
+    const showCI = !!get("show_ci", false);
+    const sel = get("selected_layer", "");
+    const mLabel = metric === "ei" ? "EI" : "EI_parts";
+    metricToggle.setAttribute("data-metric", metric);
+    clear(metricToggle);
+    metricToggle.append(
+      h("span", { class: metric === "ei" ? "cw-on" : "", text: "EI" }),
+      h("span", { class: metric === "ei_parts" ? "cw-on" : "", text: "EI_parts" }),
+    );
+    ciBox.checked = showCI;
+
+    const W = Number(plane.getAttribute("width"));
+    const H = Number(plane.getAttribute("height"));
+    size(plane, W, H);
+    const w = W - PM.left - PM.right;
+    const hgt = H - PM.top - PM.bottom;
+    const layers = planeData();
+    const withPts = layers.filter((l) => l.points.length);
+    const dom = planeDomain(withPts.map((l) => l.points), showCI);
+    const sc = equalAspect(dom, w, hgt);
+    const g = s("g", { transform: `translate(${PM.left},${PM.top})` });
+    plane.append(g);
+    const clipId = `cw-clip-${Math.random().toString(36).slice(2)}`;
+    plane.append(s("defs", {}, s("clipPath", { id: clipId }, s("rect", { x: 0, y: 0, width: w, height: hgt }))));
+    g.append(s("rect", { x: 0, y: 0, width: w, height: hgt, class: "cw-plot-bg" }));
+    axisLeft(g, sc.y, niceTicks(sc.y.domain[0], sc.y.domain[1], 6), 0, w, tickFmt);
+    axisBottom(g, sc.x, niceTicks(sc.x.domain[0], sc.x.domain[1], 6), hgt, hgt, tickFmt);
+    const inner = s("g", { "clip-path": `url(#${clipId})` });
+    g.append(inner);
+    // the rotated (S, D) axes: D = 0 is the line y = x, S = 0 is y = -x
+    const big = 4 * Math.max(Math.abs(sc.x.domain[0]), Math.abs(sc.x.domain[1]), Math.abs(sc.y.domain[0]), Math.abs(sc.y.domain[1]), 1);
+    inner.append(s("line", { x1: sc.x(-big), y1: sc.y(-big), x2: sc.x(big), y2: sc.y(big), class: "cw-diag" }));
+    inner.append(s("line", { x1: sc.x(-big), y1: sc.y(big), x2: sc.x(big), y2: sc.y(-big), class: "cw-diag" }));
+    // the EI nullcline
+    inner.append(s("line", { x1: sc.x(0), x2: sc.x(0), y1: 0, y2: hgt, class: "cw-nullcline" }));
+    inner.append(svgText(sc.x(0) + 4, 12, `${mLabel} = 0`, { class: "cw-annot" }));
+    // diagonal labels placed where the diagonals leave the plot's upper edge
+    const yTop = sc.y.domain[1];
+    if (sc.x(yTop) < w - 30) inner.append(svgText(sc.x(yTop) - 4, 24, "degeneracy = 0", { class: "cw-annot", "text-anchor": "end" }));
+    if (sc.x(-yTop) > 30) inner.append(svgText(sc.x(-yTop) + 4, 24, "sensitivity = 0", { class: "cw-annot" }));
+
+    g.append(svgText(w / 2, hgt + 34, `${mLabel} / √2  = (S − D) / √2   [bits]`, { class: "cw-axis-label", "text-anchor": "middle" }));
+    g.append(svgText(-hgt / 2, -40, "(S + D) / √2   [bits]", { class: "cw-axis-label", "text-anchor": "middle", transform: "rotate(-90)" }));
+
+    const total = withPts.reduce((a, l) => a + l.points.length, 0);
+    const dots = total <= 4000;
+    const anySel = withPts.some((l) => l.name === sel);
+    const markers = new Map();
+    const drawLayer = (layer) => {
+      const isSel = layer.name === sel;
+      const fade = anySel && !isSel ? 0.35 : 1;
+      const traj = s("g", {
+        class: `cw-trajectory${isSel ? " cw-selected" : ""}`,
+        "data-testid": "cw-trajectory",
+        "data-layer": layer.name,
+        onclick: () => set("selected_layer", layer.name),
+      });
+      const pts = layer.points;
+      const chunks = timeChunks(pts.length, 6);
+      chunks.forEach(([a, b], c) => {
+        const op = (0.25 + (0.75 * (c + 1)) / chunks.length) * fade;
+        const seg = pts.slice(a, b + 1);
+        traj.append(s("path", {
+          d: linePath(seg.map((p) => p.x), seg.map((p) => p.y), sc.x, sc.y),
+          stroke: layer.color,
+          "stroke-opacity": op.toFixed(3),
+          "stroke-width": isSel ? 2.6 : 1.6,
+          fill: "none",
+          class: "cw-traj-line",
+        }));
+      });
+      // a wide transparent stroke makes thin lines easy to click
+      traj.append(s("path", {
+        d: linePath(pts.map((p) => p.x), pts.map((p) => p.y), sc.x, sc.y),
+        class: "cw-hit",
+      }));
+      if (dots) {
+        pts.forEach((p, k) => {
+          const op = (0.25 + (0.75 * (k + 1)) / pts.length) * fade;
+          traj.append(s("circle", {
+            cx: sc.x(p.x).toFixed(1), cy: sc.y(p.y).toFixed(1), r: isSel ? 2.6 : 2,
+            fill: layer.color, "fill-opacity": op.toFixed(3), class: "cw-dot",
+          }, s("title", {}, `${layer.name} · epoch ${p.epoch}`)));
+        });
+      }
+      if (showCI && isSel) {
+        for (const p of pts) if (p.ci) traj.append(ciBars(p, sc, layer.color, 0.45));
+      }
+      inner.append(traj);
+    };
+    // the selected layer last, so it is drawn on top
+    for (const l of withPts) if (l.name !== sel) drawLayer(l);
+    for (const l of withPts) if (l.name === sel) drawLayer(l);
+
+    const markerLayer = s("g", { class: "cw-markers" });
+    inner.append(markerLayer);
+    for (const l of withPts) {
+      const isSel = l.name === sel;
+      const grp = s("g", { class: "cw-marker-group", "data-layer": l.name });
+      const ci = s("g", { class: "cw-marker-ci" });
+      const c = s("circle", {
+        r: isSel ? 7 : 5.5,
+        fill: l.color,
+        class: `cw-marker${isSel ? " cw-selected" : ""}`,
+        "data-testid": "cw-plane-marker",
+        "data-layer": l.name,
+        onclick: () => set("selected_layer", l.name),
+      });
+      const tip = s("title");
+      c.append(tip);
+      const label = withPts.length <= 10 ? svgText(0, 0, l.name, { class: "cw-marker-label" }) : null;
+      grp.append(ci, c);
+      if (label) grp.append(label);
+      markerLayer.append(grp);
+      markers.set(l.name, { circle: c, ci, label, tip, layer: l });
+    }
+    planeGeom = { sc, markers, showCI, metric, hgt, w };
+    planeNote.textContent = !withPts.length
+      ? (Object.keys(get("plane", {})).length && metric === "ei"
+        ? "Whole-layer EI was not measured: switch the plane to EI_parts."
+        : "Waiting for the first measurement…")
+      : `${withPts.length} layer${withPts.length === 1 ? "" : "s"}; lines run from faint (early) to solid (late); `
+        + "the dot on each line is the scrubbed epoch. Click a line to inspect that layer.";
+    drawMarkers();
+  }
+
+  function ciBars(p, sc, color, opacity) {
+    const g = s("g", { class: "cw-ci", stroke: color, "stroke-opacity": opacity });
+    g.append(s("line", { x1: sc.x(p.ci.x0), x2: sc.x(p.ci.x1), y1: sc.y(p.y), y2: sc.y(p.y) }));
+    g.append(s("line", { x1: sc.x(p.x), x2: sc.x(p.x), y1: sc.y(p.ci.y0), y2: sc.y(p.ci.y1) }));
+    return g;
+  }
+
+  function drawMarkers() {
+    if (!planeGeom) return;
+    const epoch = get("epoch", 0);
+    const { sc, markers, showCI, metric } = planeGeom;
+    for (const [name, m] of markers) {
+      const p = markerPoint(m.layer.points, epoch);
+      if (!p) { m.circle.setAttribute("visibility", "hidden"); continue; }
+      const cx = sc.x(p.x).toFixed(1);
+      const cy = sc.y(p.y).toFixed(1);
+      m.circle.setAttribute("visibility", "visible");
+      m.circle.setAttribute("cx", cx);
+      m.circle.setAttribute("cy", cy);
+      m.circle.setAttribute("data-epoch", String(p.epoch));
+      m.tip.textContent = `${name} · epoch ${p.epoch}\n${metric === "ei" ? "EI" : "EI_parts"} ${formatBits(p.m)}`
+        + `\nsensitivity ${formatBits(p.s)}\ndegeneracy ${formatBits(p.d)}`;
+      if (m.label) {
+        m.label.setAttribute("x", (Number(cx) + 9).toFixed(1));
+        m.label.setAttribute("y", (Number(cy) - 7).toFixed(1));
+      }
+      clear(m.ci);
+      if (showCI && p.ci) m.ci.append(ciBars(p, sc, m.layer.color, 0.9));
+    }
+  }
+
+  function drawScrubber() {
+    const eps = get("epochs", []);
+    const epoch = get("epoch", 0);
+    scrubber.max = String(Math.max(0, eps.length - 1));
+    scrubber.disabled = eps.length < 2;
+    play.disabled = eps.length < 2;
+    const i = epochIndex(eps, epoch);
+    if (i >= 0 && Number(scrubber.value) !== i) scrubber.value = String(i);
+    epochLabel.textContent = eps.length
+      ? `epoch ${epoch}  ·  ${i + 1} / ${eps.length} measured`
+      : "no measurements yet";
+    play.textContent = local.playing ? "❚❚" : "▶";
+    play.setAttribute("aria-label", local.playing ? "pause" : "play");
+  }
+
+  function startPlay() {
+    const eps = get("epochs", []);
+    if (eps.length < 2) return;
+    local.playing = true;
+    // start over when at the end
+    if (nextEpoch(eps, get("epoch", 0)) === null) set("epoch", eps[0]);
+    const period = Math.max(60, Math.min(400, 8000 / eps.length));
+    local.timer = setInterval(() => {
+      const nxt = nextEpoch(get("epochs", []), get("epoch", 0));
+      if (nxt === null) stopPlay();
+      else set("epoch", nxt);
+    }, period);
+    mark("scrubber");
+  }
+
+  function stopPlay() {
+    local.playing = false;
+    if (local.timer) clearInterval(local.timer);
+    local.timer = null;
+    mark("scrubber");
+  }
+
+  function drawHeatmap() {
+    clear(heat);
+    tooltip.style.display = "none";
+    const hm = get("heatmap", {});
+    const kind = get("heatmap_kind", "ei_parts");
+    const pinned = get("pinned_edge", []);
+    for (const [k, b] of Object.entries(kindButtons)) b.classList.toggle("cw-on", k === kind);
+    const sel = get("selected_layer", "");
+    heatTitle.textContent = sel ? `Edges of ${sel}${hm.epoch !== null && hm.epoch !== undefined ? ` · epoch ${hm.epoch}` : ""}` : "Edges";
+    const mat = heatmapMatrix(hm, kind);
+    const W = Number(heat.getAttribute("width"));
+    if (!mat) {
+      size(heat, W, 60);
+      heat.append(svgText(12, 34, hm.message || (sel ? "not measured yet" : "select a layer"), { class: "cw-muted-svg" }));
+      heatNote.textContent = hm.available ? `${kind} was not measured for this layer.` : "";
+      return;
+    }
+    const rows = mat.length;
+    const cols = mat[0] ? mat[0].length : 0;
+    const vmax = heatmapScaleMax(hm, kind);
+    const M = { left: 74, top: 58, right: 64, bottom: 12 };
+    // cells fill the panel; rectangular when the matrix is tall or wide (up to 3:1)
+    let cw = Math.max(2, Math.min(44, Math.floor((W - M.left - M.right) / Math.max(1, cols))));
+    let ch = Math.max(2, Math.min(44, Math.floor(300 / Math.max(1, rows))));
+    cw = Math.min(cw, 3 * ch);
+    ch = Math.min(ch, 3 * cw);
+    const mw = cw * cols;
+    const mh = ch * rows;
+    const H = M.top + mh + M.bottom + 4;
+    size(heat, W, H);
+    const g = s("g", { transform: `translate(${M.left},${M.top})` });
+    heat.append(g);
+    const rowStart = hm.row_start || [...Array(rows).keys()];
+    const colStart = hm.col_start || [...Array(cols).keys()];
+    const showText = cw >= 30 && ch >= 18 && rows * cols <= 144;
+    const cellsG = s("g", { class: "cw-cells" });
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const v = mat[r][c];
+        const i = rowStart[r];
+        const j = colStart[c];
+        const isPinned = pinned.length === 2 && pinned[0] === i && pinned[1] === j;
+        const rect = s("rect", {
+          x: c * cw, y: r * ch, width: cw - (cw > 6 ? 1 : 0), height: ch - (ch > 6 ? 1 : 0),
+          fill: heatColor(v, vmax, kind),
+          class: `cw-cell${isPinned ? " cw-pinned" : ""}`,
+          "data-testid": "cw-heatmap-cell",
+          "data-i": i, "data-j": j, "data-r": r, "data-c": c,
+          "data-value": v === null || v === undefined ? "" : String(v),
+        });
+        cellsG.append(rect);
+        if (showText) {
+          cellsG.append(svgText(c * cw + cw / 2, r * ch + ch / 2 + 3.5, formatBits(v, false), {
+            class: `cw-cell-text${darkCell(v, vmax, kind) ? " cw-light" : ""}`, "text-anchor": "middle",
+          }));
+        }
+      }
+    }
+    g.append(cellsG);
+    // pinned outline on top of every cell
+    if (pinned.length === 2) {
+      const r = rowStart.indexOf(pinned[0]);
+      const c = colStart.indexOf(pinned[1]);
+      if (r >= 0 && c >= 0) g.append(s("rect", { x: c * cw - 1, y: r * ch - 1, width: cw + 1, height: ch + 1, class: "cw-pin-outline" }));
+    }
+    // axis labels: rows are input neurons i, columns output neurons j
+    // label every k-th row / column so labels never overlap (about 6.5 px per digit)
+    const rowEvery = Math.max(1, Math.ceil(12 / ch));
+    const colDigits = String(colStart[colStart.length - 1] ?? 0).length;
+    const colEvery = Math.max(1, Math.ceil((6.5 * colDigits + 6) / cw));
+    for (let r = 0; r < rows; r += rowEvery) g.append(svgText(-4, r * ch + ch / 2 + 3.5, String(rowStart[r]), { class: "cw-tick", "text-anchor": "end" }));
+    for (let c = 0; c < cols; c += colEvery) g.append(svgText(c * cw + cw / 2, mh + 12, String(colStart[c]), { class: "cw-tick", "text-anchor": "middle" }));
+    g.append(svgText(-M.left + 2, -6, "input i ↓", { class: "cw-axis-label-sm" }));
+    g.append(svgText(mw + 4, -6, "output j →", { class: "cw-axis-label-sm" }));
+
+    // node margins: bars of the kind's row/column sums; a tick for the whole-node I
+    const rowBars = nodeBars(hm, "input", kind);
+    const colBars = nodeBars(hm, "output", kind);
+    const barMax = Math.max(1e-12, ...(rowBars || []).map((v) => Math.abs(v) || 0), ...(colBars || []).map((v) => Math.abs(v) || 0));
+    const nodeEI = { input: (hm.nodes && hm.nodes.input && hm.nodes.input.ei) || null, output: (hm.nodes && hm.nodes.output && hm.nodes.output.ei) || null };
+    const tickMax = Math.max(barMax, ...[...(nodeEI.input || []), ...(nodeEI.output || [])].map((v) => Math.abs(v) || 0));
+    const barLen = 40;
+    const b0 = -26; // bars start left of the row labels
+    const bs = linearScale(0, tickMax, 0, barLen);
+    const barColor = kind === "difference" ? "#8e6bb0" : "#4a7fb5";
+    if (rowBars) {
+      rowBars.forEach((v, r) => {
+        if (!Number.isFinite(v)) return;
+        const len = bs(Math.abs(v));
+        g.append(s("rect", { x: b0 - len, y: r * ch + ch * 0.15, width: len, height: Math.max(1, ch * 0.7), fill: barColor, "fill-opacity": v < 0 ? 0.35 : 0.8, class: "cw-node-bar", "data-side": "input", "data-node": rowStart[r], "data-value": String(v) },
+          s("title", {}, `input ${rowStart[r]}: Σ_j ${kind} = ${formatBits(v)}${nodeEI.input ? `; I(X_i; Y) = ${formatBits(nodeEI.input[r])}` : ""}`)));
+      });
+    }
+    if (nodeEI.input && kind !== "difference") {
+      nodeEI.input.forEach((v, r) => {
+        if (Number.isFinite(v)) g.append(s("line", { x1: b0 - bs(Math.abs(v)), x2: b0 - bs(Math.abs(v)), y1: r * ch + ch * 0.05, y2: r * ch + ch * 0.95, class: "cw-node-tick" }));
+      });
+    }
+    if (colBars) {
+      colBars.forEach((v, c) => {
+        if (!Number.isFinite(v)) return;
+        const len = bs(Math.abs(v));
+        g.append(s("rect", { x: c * cw + cw * 0.15, y: -4 - len, width: Math.max(1, cw * 0.7), height: len, fill: barColor, "fill-opacity": v < 0 ? 0.35 : 0.8, class: "cw-node-bar", "data-side": "output", "data-node": colStart[c], "data-value": String(v) },
+          s("title", {}, `output ${colStart[c]}: Σ_i ${kind} = ${formatBits(v)}${nodeEI.output ? `; I(X; Y_j) = ${formatBits(nodeEI.output[c])}` : ""}`)));
+      });
+    }
+    if (nodeEI.output && kind !== "difference") {
+      nodeEI.output.forEach((v, c) => {
+        if (Number.isFinite(v)) g.append(s("line", { y1: -4 - bs(Math.abs(v)), y2: -4 - bs(Math.abs(v)), x1: c * cw + cw * 0.05, x2: c * cw + cw * 0.95, class: "cw-node-tick" }));
+      });
+    }
+    // colour bar
+    const cbx = mw + 14;
+    const cbh = Math.min(mh, 140);
+    const steps = 24;
+    for (let k = 0; k < steps; k++) {
+      const t = k / (steps - 1);
+      const v = kind === "difference" ? vmax * (1 - 2 * t) : vmax * (1 - t);
+      g.append(s("rect", { x: cbx, y: (k * cbh) / steps, width: 10, height: cbh / steps + 0.5, fill: heatColor(v, vmax, kind) }));
+    }
+    g.append(svgText(cbx + 13, 8, formatBits(vmax, false), { class: "cw-tick" }));
+    g.append(svgText(cbx + 13, cbh, kind === "difference" ? formatBits(-vmax, false) : "0", { class: "cw-tick" }));
+    g.append(svgText(cbx + 13, cbh / 2 + 3, "bits", { class: "cw-tick" }));
+
+    // hover + click by delegation (thousands of cells, one listener)
+    cellsG.addEventListener("mousemove", (ev) => {
+      const t = ev.target;
+      if (!t || !t.getAttribute || t.getAttribute("data-testid") !== "cw-heatmap-cell") return;
+      const r = Number(t.getAttribute("data-r"));
+      const c = Number(t.getAttribute("data-c"));
+      const i = rowStart[r];
+      const j = colStart[c];
+      const e = hm.ei_parts ? hm.ei_parts[r][c] : null;
+      const sv = hm.sensitivity ? hm.sensitivity[r][c] : null;
+      const dv = hm.difference ? hm.difference[r][c] : null;
+      const block = hm.row_step > 1 || hm.col_step > 1 ? ` (block mean of ${hm.row_step}×${hm.col_step})` : "";
+      clear(tooltip);
+      tooltip.append(
+        h("div", { class: "cw-tip-head", text: `edge ${i} → ${j}${block}` }),
+        h("div", { text: `EI_parts term E: ${formatBits(e)}` }),
+        h("div", { text: `sensitivity term S: ${formatBits(sv)}` }),
+        h("div", { text: `S − E: ${formatBits(dv)}` }),
+        h("div", { class: "cw-muted", text: "click to follow over training" }),
+      );
+      const box = heat.getBoundingClientRect();
+      tooltip.style.display = "block";
+      tooltip.style.left = `${Math.min(ev.clientX - box.left + 14, W - 190)}px`;
+      tooltip.style.top = `${ev.clientY - box.top + 14}px`;
+    });
+    cellsG.addEventListener("mouseleave", () => { tooltip.style.display = "none"; });
+    cellsG.addEventListener("click", (ev) => {
+      const t = ev.target;
+      if (!t || !t.getAttribute || t.getAttribute("data-testid") !== "cw-heatmap-cell") return;
+      const i = Number(t.getAttribute("data-i"));
+      const j = Number(t.getAttribute("data-j"));
+      const cur = get("pinned_edge", []);
+      set("pinned_edge", cur.length === 2 && cur[0] === i && cur[1] === j ? [] : [i, j]);
+    });
+    const parts = [];
+    if (hm.message) parts.push(hm.message);
+    if (hm.row_step > 1 || hm.col_step > 1) parts.push(`${hm.n_in}×${hm.n_out} edges shown as block means of ${hm.row_step}×${hm.col_step}.`);
+    parts.push(kind === "difference"
+      ? "S − E: each edge's share of degeneracy (blue: S > E)."
+      : "Rows: input neurons i; columns: output neurons j. Margins: node sums; ticks: whole-node I.");
+    heatNote.textContent = parts.join(" ");
+  }
+
+  function drawEdge() {
+    clear(edgeSvg);
+    const eh = get("edge_history", {});
+    const W = Number(edgeSvg.getAttribute("width"));
+    const H = Number(edgeSvg.getAttribute("height"));
+    size(edgeSvg, W, H);
+    if (!eh || !eh.epoch) {
+      edgeSvg.append(svgText(12, 24, "Click a cell to follow that edge over training.", { class: "cw-muted-svg" }));
+      return;
+    }
+    const M = { left: 54, right: 100, top: 22, bottom: 22 };
+    const w = W - M.left - M.right;
+    const hh = H - M.top - M.bottom;
+    const g = s("g", { transform: `translate(${M.left},${M.top})` });
+    edgeSvg.append(g);
+    edgeSvg.append(svgText(M.left, 14, `edge ${eh.i} → ${eh.j} of ${eh.layer} over training`, { class: "cw-chart-title" }));
+    if (eh.message) {
+      g.append(svgText(0, 20, eh.message, { class: "cw-muted-svg" }));
+      return;
+    }
+    const ex = seriesExtent(eh.epoch);
+    const ey = seriesExtent(eh.ei_parts, eh.sensitivity, [0]);
+    if (!ex || !ey) return;
+    const sx = linearScale(ex[0], ex[1] === ex[0] ? ex[0] + 1 : ex[1], 0, w);
+    const sy = linearScale(ey[0], ey[1] === ey[0] ? ey[0] + 1 : ey[1], hh, 0);
+    axisLeft(g, sy, niceTicks(sy.domain[0], sy.domain[1], 3), 0, w, tickFmt);
+    axisBottom(g, sx, niceTicks(sx.domain[0], sx.domain[1], 6), hh, hh, tickFmt, false);
+    const series = [["ei_parts", "E (EI_parts)", "#1f77b4"], ["sensitivity", "S (sensitivity)", "#ff7f0e"]];
+    series.forEach(([key, label, color], k) => {
+      g.append(s("path", { d: linePath(eh.epoch, eh[key], sx, sy), stroke: color, fill: "none", "stroke-width": 1.8 }));
+      if (eh.epoch.length <= 200) {
+        eh.epoch.forEach((e, n) => {
+          if (Number.isFinite(eh[key][n])) g.append(s("circle", { cx: sx(e), cy: sy(eh[key][n]), r: 2, fill: color }));
+        });
+      }
+      g.append(s("line", { x1: w + 10, x2: w + 24, y1: 8 + k * 16, y2: 8 + k * 16, stroke: color, "stroke-width": 2 }));
+      g.append(svgText(w + 28, 11 + k * 16, label, { class: "cw-tick" }));
+    });
+    const epoch = get("epoch", 0);
+    if (epoch >= sx.domain[0] && epoch <= sx.domain[1]) {
+      g.append(s("line", { x1: sx(epoch), x2: sx(epoch), y1: 0, y2: hh, class: "cw-epoch-line" }));
+    }
+  }
+
+  function drawLoss() {
+    clear(loss);
+    const sc = get("scalars", {});
+    const eps = get("epochs", []);
+    const epoch = get("epoch", 0);
+    const W = Number(loss.getAttribute("width"));
+    const H = Number(loss.getAttribute("height"));
+    size(loss, W, H);
+    const M = { left: 54, right: 60, top: 24, bottom: 26 };
+    const w = W - M.left - M.right;
+    const hh = H - M.top - M.bottom;
+    const g = s("g", { transform: `translate(${M.left},${M.top})` });
+    loss.append(g);
+    const xs = sc.epoch || [];
+    const ex = seriesExtent(xs, eps);
+    if (!ex) {
+      g.append(svgText(0, 20, "Loss and accuracy appear here as epochs are recorded.", { class: "cw-muted-svg" }));
+      return;
+    }
+    const sx = linearScale(ex[0], ex[1] === ex[0] ? ex[0] + 1 : ex[1], 0, w);
+    axisBottom(g, sx, niceTicks(sx.domain[0], sx.domain[1], 10), hh, hh, tickFmt);
+    const keys = Object.keys(sc).filter((k) => k !== "epoch");
+    const lossKey = keys.includes("loss") ? "loss" : keys.find((k) => /loss/i.test(k)) || keys[0];
+    const accKey = keys.find((k) => /acc/i.test(k) && k !== lossKey);
+    const legend = [];
+    if (lossKey) {
+      const ly = seriesExtent(sc[lossKey]);
+      if (ly) {
+        const lo = Math.min(0, ly[0]);
+        const sy = linearScale(lo, ly[1] === lo ? lo + 1 : ly[1], hh, 0);
+        axisLeft(g, sy, niceTicks(sy.domain[0], sy.domain[1], 4), 0, w, tickFmt);
+        g.append(s("path", { d: linePath(xs, sc[lossKey], sx, sy), stroke: "#333", fill: "none", "stroke-width": 1.6, class: "cw-loss-line" }));
+        legend.push([lossKey, "#333", sc[lossKey], sy]);
+      }
+    }
+    if (accKey) {
+      const ay = seriesExtent(sc[accKey]);
+      if (ay) {
+        const inUnit = ay[0] >= 0 && ay[1] <= 1;
+        const sy = inUnit ? linearScale(0, 1, hh, 0) : linearScale(ay[0], ay[1] === ay[0] ? ay[0] + 1 : ay[1], hh, 0);
+        for (const t of niceTicks(sy.domain[0], sy.domain[1], 4)) g.append(svgText(w + 6, sy(t) + 3.5, tickFmt(t), { class: "cw-tick cw-acc-tick" }));
+        g.append(s("path", { d: linePath(xs, sc[accKey], sx, sy), stroke: "#2ca02c", fill: "none", "stroke-width": 1.6, "stroke-dasharray": "5 3" }));
+        legend.push([accKey, "#2ca02c", sc[accKey], sy]);
+      }
+    }
+    // measured epochs as small ticks along the time axis
+    for (const e of eps) g.append(s("line", { x1: sx(e), x2: sx(e), y1: hh - 5, y2: hh, class: "cw-measured-tick" }));
+    // the scrubbed epoch, with the values there
+    const x = sx(epoch);
+    g.append(s("line", { x1: x, x2: x, y1: 0, y2: hh, class: "cw-epoch-line", "data-testid": "cw-loss-marker", "data-epoch": epoch }));
+    const at = nearestEpoch(xs, epoch);
+    const k = xs.indexOf(at);
+    legend.forEach(([name, color, vals, sy], n) => {
+      if (k >= 0 && Number.isFinite(vals[k])) g.append(s("circle", { cx: sx(at), cy: sy(vals[k]), r: 3.5, fill: color }));
+      const lx = n * 170;
+      g.append(s("line", { x1: lx, x2: lx + 14, y1: -12, y2: -12, stroke: color, "stroke-width": 2, "stroke-dasharray": n ? "5 3" : "" }));
+      g.append(svgText(lx + 18, -8.5, `${name}${k >= 0 ? ` ${formatValue(vals[k])} at epoch ${at}` : ""}`, { class: "cw-legend" }));
+    });
+  }
+
+  function drawErrors() {
+    clear(errorsEl);
+    const errs = get("errors", []);
+    errorsEl.setAttribute("data-count", String(errs.length));
+    errorsEl.style.display = errs.length ? "" : "none";
+    if (!errs.length) return;
+    const details = h("details", { open: errs.length <= 5 ? true : null },
+      h("summary", { text: `${errs.length} measurement error${errs.length === 1 ? "" : "s"} (training goes on; these epochs/layers are missing)` }));
+    const list = h("ul", {});
+    for (const e of errs.slice(-200)) {
+      list.append(h("li", { class: "cw-error", "data-layer": e.layer ?? "", "data-epoch": e.epoch ?? "" },
+        h("b", { text: `epoch ${e.epoch ?? "?"} · ${e.layer ?? "?"}: ` }), e.message ?? ""));
+    }
+    details.append(list);
+    errorsEl.append(details);
+  }
+
+  mark("root", "header", "network", "plane", "scrubber", "heatmap", "edge", "loss", "errors");
+
+  return {
+    destroy() {
+      destroyed = true;
+      stopPlay();
+      for (const [ev, fn] of handlers) model.off(ev, fn);
+    },
+  };
+}
+
+/** anywidget entry point. */
+function render({ model, el }) {
+  const view = createView(model, el);
+  return () => view.destroy();
+}
+
+export default { render };

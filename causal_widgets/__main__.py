@@ -1,0 +1,131 @@
+"""Command line: ``python -m causal_widgets reproduce {iris,digits,mnist,toy} --out DIR``.
+
+Examples::
+
+    python -m causal_widgets reproduce iris --out runs/iris            # the paper's Iris
+    python -m causal_widgets reproduce iris --out runs/iris --headless # + notebooks/iris.ipynb
+    python -m causal_widgets reproduce iris --out runs/quick --quick   # a first look (< 1 min)
+    python -m causal_widgets reproduce digits --out runs/tanh --activation tanh
+    python -m causal_widgets reproduce digits --out runs/deep --layers 25,6,6,6,6,6,5
+    python -m causal_widgets reproduce mnist --out runs/mnist --data-dir ~/data/mnist
+    python -m causal_widgets reproduce toy --out runs/toy
+
+Rerunning the same command after an interruption resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be a positive integer")
+    return value
+
+
+def _bins(text: str) -> int:
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("bins must be at least 2 (the paper uses 8)")
+    return value
+
+
+def _layers(text: str) -> list[int]:
+    from .models import parse_layers
+
+    try:
+        return parse_layers(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m causal_widgets",
+        description="causal_widgets: effective information of PyTorch layers.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    rep = sub.add_parser(
+        "reproduce",
+        help="rerun an experiment of Mattsson, Michaud & Hoel (2020)",
+        description=(
+            "Train the paper's networks, measure EI, EI_parts, sensitivity, degeneracy and "
+            "integration of every layer (bits) every few epochs, and write results.parquet, "
+            "figures (PNG + SVG) and a dashboard history per run into --out. Rerunning "
+            "after an interruption resumes."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    rep.add_argument("experiment", choices=["iris", "digits", "mnist", "toy"],
+                     help="iris: 4-5-5-3; digits: embedded 8x8 digits 0-4 (MNIST stand-in); "
+                          "mnist: real MNIST from --data-dir; toy: single edges and 2->1 layers")
+    rep.add_argument("--out", required=True, type=Path, help="output directory")
+    rep.add_argument("--epochs", type=_positive, help="training epochs (default: the paper's)")
+    rep.add_argument("--runs", type=_positive, help="independent runs (default 3)")
+    rep.add_argument("--every", type=_positive, help="measure every N epochs")
+    rep.add_argument("--bins", type=_bins, default=8, help="bins per neuron")
+    rep.add_argument("--samples", type=_positive,
+                     help="cap on sampled forward evaluations per metric and layer "
+                          "(whole EI); default 2**17, 2**15 with --quick")
+    rep.add_argument("--activation", choices=["sigmoid", "tanh", "relu"], default="sigmoid")
+    rep.add_argument("--layers", type=_layers, help="layer sizes, e.g. 4,5,5,3")
+    rep.add_argument("--seed", type=int, default=0, help="seed of the data split and runs")
+    rep.add_argument("--quick", action="store_true",
+                     help="a first look in under a minute: fewer epochs, runs and samples")
+    rep.add_argument("--data-dir", type=Path,
+                     help="folder with MNIST IDX files (train-images-idx3-ubyte[.gz], "
+                          "train-labels-idx1-ubyte[.gz]); mnist only")
+    rep.add_argument("--headless", action="store_true",
+                     help="afterwards execute notebooks/<experiment>.ipynb on the results "
+                          "(nbclient) into OUT/<experiment>.ipynb")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "reproduce":  # pragma: no cover - argparse enforces the choice
+        parser.error(f"unknown command {args.command!r}")
+    from . import reproduce as rp
+
+    if args.data_dir is not None and args.experiment != "mnist":
+        parser.error("--data-dir is only for the mnist experiment")
+    progress = False if args.no_progress else None
+    try:
+        if args.experiment == "toy":
+            rp.run_toy(args.out, quick=args.quick, bins=args.bins, seed=args.seed,
+                       samples=args.samples)
+        else:
+            cfg = rp.make_config(
+                args.experiment, epochs=args.epochs, runs=args.runs, every=args.every,
+                bins=args.bins, samples=args.samples, activation=args.activation,
+                layers=args.layers, seed=args.seed, quick=args.quick,
+                data_dir=None if args.data_dir is None else str(args.data_dir),
+            )
+            rp.run_experiment(cfg, args.out, progress=progress)
+        if args.headless:
+            name = "toy_layers" if args.experiment == "toy" else (
+                "iris" if args.experiment == "iris" else "digits")
+            dest = args.out / f"{name}.ipynb"
+            env = {"CW_RESULTS": str(args.out.resolve())}
+            if args.quick:
+                env["CW_QUICK"] = "1"
+            rp.execute_notebook(rp.notebook_path(name), dest, env=env)
+            print(f"executed notebooks/{name}.ipynb into {dest}")
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,644 @@
+"""Measure a network's layers in the background while it trains.
+
+:class:`Monitor` takes a cheap snapshot of the model's weights at the epochs you
+:meth:`~Monitor.record` and measures them on one daemon worker thread, so training never
+waits for the (much slower) information-theoretic measurements::
+
+    mon = Monitor(model, x_example, every=10, bins=8)
+    for epoch in range(n_epochs):
+        train_one_epoch(model)
+        mon.record(epoch, loss=loss.item())     # ~ a state_dict copy; returns at once
+    mon.wait()                                   # block until every snapshot is measured
+    mon.history.frame()                          # tidy results (bits), see store.History
+
+How it works
+------------
+* At construction the monitor deep-copies the model once (the *private* model, put in
+  ``eval()`` mode with gradients off, on ``device``). The model you pass is never
+  modified: not its weights, ``.grad``, train/eval mode, nor the global RNG state.
+* :meth:`record` stores the scalars for every epoch, and for every ``every``-th epoch
+  (``epoch % every == 0``) clones the model's ``state_dict`` tensors (``detach().clone()``
+  on the tensors' own device, so a GPU model is snapshotted GPU-to-GPU without a host
+  sync) and queues the snapshot. If the model's structure changed (a parameter's shape or
+  a module's type), the snapshot carries a fresh deep copy instead.
+* With ``drop_stale=True`` at most ``max_pending`` snapshots wait: when training outruns
+  the measurements, the *oldest waiting* snapshots are dropped (listed in
+  ``history.dropped()``); the one being measured is never dropped.
+* The worker loads each snapshot into the private model, finds its layers with
+  :func:`causal_widgets.graph.find_layers` (the layer list of the first snapshot is the
+  reference; a layer whose shape differs later is reported as an error naming the layer
+  and both shapes, and the other layers are still measured), then measures layer after
+  layer with :func:`causal_widgets.measure.measure_layer`, adding each result to the
+  :class:`~causal_widgets.store.History` as soon as it is done and calling ``on_update()``.
+  Any exception while measuring a layer (NaN weights, an unbounded output without
+  ``out_range``, ...) becomes ``history.add_error(epoch, layer, message)`` and the worker
+  carries on.
+
+Sharing the machine with training
+---------------------------------
+* GPU (``device`` is CUDA): the worker measures in its own ``torch.cuda.Stream``, which
+  waits (via a CUDA event recorded by :meth:`record`) for the snapshot copy on the
+  training stream; snapshot memory is marked as used by the worker stream
+  (``record_stream``) so the caching allocator cannot hand it back to training early.
+* CPU: ``torch.set_num_threads`` is process-global, so the monitor leaves it alone.
+  Instead, on Linux the worker thread lowers its own scheduling priority
+  (``nice`` increment, default 10; threads inherit it, including the OpenMP team the
+  worker's torch calls start). Under contention the kernel then gives the training thread
+  roughly 10x the CPU share of the measurement, while an idle machine (e.g. during
+  :meth:`wait`, or between epochs) still runs the measurement at full speed. No sleeps,
+  no duty cycle, nothing to tune. Pass ``nice=None`` to disable (or on other systems it
+  is a no-op).
+
+Where measurements start: pass ``in_range=(lo, hi)`` for the network input (the data's
+range); if it is omitted it is taken from ``example_input``'s min/max once, with a
+warning, and then used for every snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import os
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .store import History, _check_epoch, _jsonable
+
+#: seconds an idle worker sleeps between checks that its Monitor still exists
+_IDLE_POLL_S = 0.5
+
+
+def _find_layers(model: nn.Module, example_input: Any, layers: Any, in_range: Any) -> list:
+    """graph.find_layers, imported on first use (graph pulls in torch.fx)."""
+    from .graph import find_layers
+
+    return find_layers(model, example_input, layers=layers, in_range=in_range)
+
+
+def _measure_layer(layer: Any, **kwargs: Any) -> Any:
+    """measure.measure_layer, imported on first use."""
+    from .measure import measure_layer
+
+    return measure_layer(layer, **kwargs)
+
+
+@dataclass
+class _Snapshot:
+    epoch: int
+    state: dict[str, torch.Tensor] | None = None
+    model: nn.Module | None = None  # set when the structure changed since the last snapshot
+    event: Any = None  # torch.cuda.Event recorded after the clone, or None
+    created: float = field(default_factory=time.monotonic)
+
+
+def _resolve_device(model: nn.Module, device: Any) -> torch.device:
+    if device is None:
+        first = next(itertools.chain(model.parameters(), model.buffers()), None)
+        return first.device if first is not None else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device={device!r} is not a torch device: pass e.g. 'cpu', 'cuda' or 'cuda:1'."
+        ) from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} asks for CUDA but torch sees no GPU: pass device='cpu' "
+            "(or leave device=None to measure where the model lives)."
+        )
+    return dev
+
+
+def _to_device(x: Any, device: torch.device) -> Any:
+    """A detached copy of a tensor (or a tuple/list/dict of them) on ``device``."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device, copy=True)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to_device(v, device) for v in x)
+    if isinstance(x, Mapping):
+        return {k: _to_device(v, device) for k, v in x.items()}
+    return copy.deepcopy(x)
+
+
+def _private_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """A deep copy of ``model`` on ``device``, in eval mode, without grads."""
+    try:
+        with torch.no_grad():
+            twin = copy.deepcopy(model)
+    except Exception as err:  # noqa: BLE001 - re-raised with the fix named
+        raise TypeError(
+            f"could not copy the model ({type(model).__name__}) for background measurement: "
+            f"{type(err).__name__}: {err}. The monitor measures a private deep copy so "
+            "training is never disturbed; make the model deep-copyable (copy.deepcopy)."
+        ) from err
+    for p in twin.parameters():
+        p.grad = None
+    return twin.to(device).eval().requires_grad_(False)
+
+
+def _signature(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple:
+    """What must match for a snapshot to load into the private model: shapes and module types."""
+    return (
+        tuple((k, tuple(v.shape), v.dtype) for k, v in state.items()),
+        tuple((name, type(m)) for name, m in model.named_modules()),
+    )
+
+
+def _data_range(x: Any) -> tuple[float, float] | None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() == 0:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    return (lo, hi) if lo < hi else None
+
+
+def _describe(layer: Any) -> dict[str, Any]:
+    """The dict History.set_layers stores for one measured layer."""
+    extra = getattr(layer, "extra", None) or {}
+    kind = extra.get("kind")
+    if kind is None:
+        act = getattr(layer, "activation", None)
+        act_kind = getattr(act, "kind", None)
+        base = "dense" if getattr(layer, "dense", None) is not None else "sampled"
+        kind = f"{base}-{act_kind}" if act_kind else base
+    return {
+        "name": str(layer.name),
+        "n_in": int(layer.n_in),
+        "n_out": int(layer.n_out),
+        "kind": str(kind),
+        "in_shape": [int(s) for s in layer.in_shape],
+        "out_shape": [int(s) for s in layer.out_shape],
+        "in_range": None if layer.in_range is None else [float(v) for v in layer.in_range],
+        "out_range": None if layer.out_range is None else [float(v) for v in layer.out_range],
+    }
+
+
+def _shape_change(old: Any, new: Any) -> str | None:
+    """``None`` if ``new`` has ``old``'s shapes, else a message naming the layer and shapes."""
+    o = (tuple(old.in_shape), tuple(old.out_shape))
+    n = (tuple(new.in_shape), tuple(new.out_shape))
+    if o == n:
+        return None
+    return (
+        f"layer {old.name!r} changed shape since the first measurement: it was "
+        f"{o[0]} -> {o[1]} (n_in={old.n_in}, n_out={old.n_out}) and is now {n[0]} -> {n[1]} "
+        f"(n_in={new.n_in}, n_out={new.n_out}); it is not measured. Start a new Monitor "
+        "(or dashboard) for the changed model."
+    )
+
+
+def _set_thread_nice(increment: int | None) -> None:
+    """Lower the calling thread's CPU priority (Linux: nice is per thread; no-op elsewhere)."""
+    if not increment:
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + int(increment)))
+    except (AttributeError, OSError):
+        pass  # not Linux, or not permitted: measure at normal priority
+
+
+class Monitor:
+    """Measure ``model``'s layers in a background thread at the epochs you record.
+
+    Parameters
+    ----------
+    model:
+        the network being trained (never modified).
+    example_input:
+        one batch the model accepts; used to find the layers (and, without ``in_range``,
+        the input range: its min/max).
+    layers:
+        which layers to measure (module paths / spans, as for
+        :func:`causal_widgets.graph.find_layers`); default: every measurable layer.
+    every:
+        measure when ``epoch % every == 0``; every recorded epoch's scalars are kept.
+    drop_stale, max_pending:
+        keep at most ``max_pending`` snapshots waiting; drop the oldest beyond that.
+        With ``drop_stale=False`` nothing is dropped (memory grows with the backlog).
+    device:
+        where to measure (default: where the model's parameters are).
+    on_update:
+        called with no arguments whenever something new is in the history or the status
+        changed: from the worker thread (results, errors) or from :meth:`record`
+        (queued/dropped). Keep it quick; exceptions in it are reported once as a
+        warning and otherwise ignored.
+    history:
+        a :class:`History` to append to (e.g. ``History.load(path)`` when resuming).
+    autosave:
+        a directory: the history is saved there (atomically) after every snapshot.
+    nice:
+        CPU priority increment of the worker thread (see the module docstring).
+    measure_fn:
+        replaces :func:`causal_widgets.measure.measure_layer` (signature
+        ``measure_fn(layer, **measure_kwargs) -> LayerResult``), e.g. for custom metrics.
+    **measure_kwargs:
+        passed to ``measure_layer`` for every layer (``bins``, ``method``, ``samples``,
+        ``seed``, ...); ``in_range`` is the network input's range.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: Any,
+        *,
+        layers: Sequence[Any] | None = None,
+        every: int = 1,
+        drop_stale: bool = True,
+        max_pending: int = 2,
+        device: Any = None,
+        on_update: Callable[[], Any] | None = None,
+        history: History | None = None,
+        autosave: str | os.PathLike | None = None,
+        nice: int | None = 10,
+        measure_fn: Callable[..., Any] | None = None,
+        **measure_kwargs: Any,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"model must be a torch.nn.Module; got {type(model).__name__}. Pass the "
+                "network you train."
+            )
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an int >= 1 (measure every k-th epoch); got "
+                             f"{every!r}.")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(
+                f"max_pending must be an int >= 1 (snapshots allowed to wait); got "
+                f"{max_pending!r}."
+            )
+        if on_update is not None and not callable(on_update):
+            raise TypeError(f"on_update must be callable with no arguments; got {on_update!r}.")
+        if history is not None and not isinstance(history, History):
+            raise TypeError(
+                f"history must be a causal_widgets.store.History; got {type(history).__name__}."
+            )
+        if "device" in measure_kwargs:  # pragma: no cover - caught by the signature
+            raise TypeError("device is given once, as Monitor(device=...).")
+
+        self.every = every
+        self.drop_stale = bool(drop_stale)
+        self.max_pending = max_pending
+        self.on_update = on_update
+        self.device = _resolve_device(model, device)
+        self._layers_arg = list(layers) if layers is not None else None
+        self._measure_fn = measure_fn
+        self._autosave = None if autosave is None else Path(autosave)
+        self._nice = nice
+
+        in_range = measure_kwargs.pop("in_range", None)
+        if in_range is None:
+            in_range = _data_range(example_input)
+            if in_range is not None:
+                # decided once here (main thread, visible) so snapshots agree and the
+                # worker does not warn at every epoch
+                warnings.warn(
+                    f"in_range not given: using example_input's range {in_range}; pass "
+                    "in_range=(lo, hi) (the range of your data) to set it.",
+                    stacklevel=2,
+                )
+        self.in_range = in_range
+        self.measure_kwargs = dict(measure_kwargs)
+
+        self._source = model
+        self._model = _private_copy(model, self.device)
+        self._example = _to_device(example_input, self.device)
+        self._last_signature = _signature(model, model.state_dict())
+
+        self.history = history if history is not None else History()
+        self.history.settings.update(
+            _jsonable(
+                {
+                    "every": every,
+                    "drop_stale": self.drop_stale,
+                    "max_pending": max_pending,
+                    "device": str(self.device),
+                    "layers": self._layers_arg,
+                    "in_range": in_range,
+                    **self.measure_kwargs,
+                }
+            )
+        )
+
+        self._reference: list | None = None
+        self._queue: deque[_Snapshot] = deque()
+        self._cond = threading.Condition()
+        self._running: int | None = None
+        self._stop = False
+        self._n_done = 0
+        self._n_measured = 0
+        self._callback_warned = False
+        self._stream = (
+            torch.cuda.Stream(device=self.device) if self.device.type == "cuda" else None
+        )
+        # the worker holds only a weak reference while idle, so an abandoned Monitor is
+        # garbage-collected and its thread ends instead of leaking with a model copy
+        self._thread = threading.Thread(
+            target=_worker_main,
+            args=(weakref.ref(self), self._cond, nice),
+            name=f"causal_widgets-monitor-{id(self):x}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ training side
+    def record(self, epoch: int, **scalars: Any) -> None:
+        """Store ``scalars`` for ``epoch``; on every ``every``-th epoch queue a weight snapshot.
+
+        Cheap: one clone of each ``state_dict`` tensor (on its own device) and a queue
+        append. Scalars may be floats, numpy scalars or one-element tensors.
+        """
+        epoch = _check_epoch(epoch)
+        if self._stop:
+            raise RuntimeError("this Monitor is closed: create a new one to keep measuring.")
+        self.history.add_scalars(epoch, **scalars)
+        if epoch % self.every != 0:
+            self._notify()
+            return
+        snap = _Snapshot(epoch)
+        with torch.no_grad():
+            state = self._source.state_dict()
+            sig = _signature(self._source, state)
+            if sig != self._last_signature:
+                # the structure changed: the private model cannot load this state, so
+                # ship a fresh copy (rare; costs a deepcopy once)
+                snap.model = _private_copy(self._source, self.device)
+                self._last_signature = sig
+            else:
+                snap.state = {k: v.detach().clone() for k, v in state.items()}
+                cuda = [v for v in snap.state.values() if v.is_cuda]
+                if cuda:
+                    snap.event = torch.cuda.Event()
+                    snap.event.record(torch.cuda.current_stream(cuda[0].device))
+        dropped = []
+        with self._cond:
+            self._queue.append(snap)
+            while self.drop_stale and len(self._queue) > self.max_pending:
+                old = self._queue.popleft()
+                if old.model is not None and self._queue[0].model is None:
+                    # the dropped snapshot carried the new structure; the next one needs it
+                    self._queue[0].model = old.model
+                dropped.append(old.epoch)
+            self._cond.notify_all()
+        for e in dropped:
+            self.history.add_dropped(e)
+        self._notify()
+
+    # ------------------------------------------------------------------ control
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until no snapshot is queued or being measured.
+
+        Raises ``TimeoutError`` (with what is still pending) after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        with self._cond:
+            while self._queue or self._running is not None:
+                if not self._thread.is_alive():
+                    raise RuntimeError(
+                        "the monitor's worker thread is not running (closed?): "
+                        f"{len(self._queue)} snapshots will not be measured."
+                    )
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"measurements still pending after {timeout} s: "
+                        f"{len(self._queue)} queued, epoch {self._running} running. "
+                        "Call wait() again, or with a longer timeout."
+                    )
+                self._cond.wait(_IDLE_POLL_S if remaining is None else min(remaining,
+                                                                            _IDLE_POLL_S))
+
+    def close(self, *, wait: bool = False, timeout: float | None = None) -> None:
+        """Stop the worker. Queued snapshots are discarded (``wait=True`` measures them first);
+        a layer being measured is finished, the rest of its snapshot is skipped."""
+        if wait and not self._stop:
+            self.wait(timeout)
+        with self._cond:
+            self._stop = True
+            self._queue.clear()
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self._notify()
+
+    @property
+    def closed(self) -> bool:
+        return self._stop
+
+    def status(self) -> dict[str, Any]:
+        """``queued, running, done, dropped, errors`` counts (+ ``running_epoch``, ``measured``).
+
+        ``done``: snapshots finished; ``measured``: layer results added; ``running`` is 1
+        while a snapshot is being measured (its epoch in ``running_epoch``).
+        """
+        with self._cond:
+            queued = len(self._queue)
+            running = self._running
+            done = self._n_done
+            measured = self._n_measured
+        return {
+            "queued": queued,
+            "running": int(running is not None),
+            "running_epoch": running,
+            "done": done,
+            "measured": measured,
+            "dropped": len(self.history.dropped()),
+            "errors": len(self.history.errors()),
+            "closed": self._stop,
+        }
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the measured layers (empty until the first snapshot was analysed)."""
+        return [d["name"] for d in self.history.layers()]
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        s = self.status()
+        return (
+            f"Monitor(every={self.every}, device={self.device}, queued={s['queued']}, "
+            f"running={s['running']}, done={s['done']}, dropped={s['dropped']}, "
+            f"errors={s['errors']})"
+        )
+
+    # ------------------------------------------------------------------ worker side
+    def _notify(self) -> None:
+        cb = self.on_update
+        if cb is None:
+            return
+        try:
+            cb()
+        except Exception as err:  # noqa: BLE001 - a display callback must not stop measuring
+            if not self._callback_warned:
+                self._callback_warned = True
+                warnings.warn(
+                    f"Monitor on_update callback raised {type(err).__name__}: {err} "
+                    "(reported once; measurements continue).",
+                    stacklevel=2,
+                )
+
+    def _next(self) -> _Snapshot | None:
+        """Pop the next snapshot (marks it running); ``None`` if none is waiting."""
+        with self._cond:
+            if self._stop or not self._queue:
+                return None
+            snap = self._queue.popleft()
+            self._running = snap.epoch
+            return snap
+
+    def _finish(self) -> None:
+        with self._cond:
+            self._running = None
+            self._n_done += 1
+            self._cond.notify_all()
+
+    def _process(self, snap: _Snapshot) -> None:
+        """Measure one snapshot; every failure becomes an error entry, nothing escapes."""
+        epoch = snap.epoch
+        try:
+            stream_ctx = (
+                torch.cuda.stream(self._stream) if self._stream is not None
+                else contextlib.nullcontext()
+            )
+            with stream_ctx, torch.no_grad():
+                self._load(snap)
+                layers = self._discover(epoch)
+                if layers is None:
+                    return
+                for name, layer, problem in layers:
+                    if self._stop:
+                        return
+                    if problem is not None:
+                        self.history.add_error(epoch, name, problem)
+                        self._notify()
+                        continue
+                    try:
+                        result = self._measure(layer)
+                    except Exception as err:  # noqa: BLE001 - reported, the worker goes on
+                        self.history.add_error(epoch, name, f"{type(err).__name__}: {err}")
+                    else:
+                        self.history.add_result(epoch, name, result)
+                        with self._cond:
+                            self._n_measured += 1
+                    self._notify()
+        except Exception as err:  # noqa: BLE001 - never let the worker die
+            self.history.add_error(
+                epoch, None, f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+            )
+        finally:
+            snap.state = None  # free the snapshot's memory now, not at the next one
+            if self._autosave is not None:
+                try:
+                    self.history.save(self._autosave)
+                except Exception as err:  # noqa: BLE001
+                    self.history.add_error(epoch, None, f"autosave to {self._autosave} "
+                                           f"failed: {type(err).__name__}: {err}")
+
+    def _load(self, snap: _Snapshot) -> None:
+        if snap.model is not None:
+            self._model = snap.model
+            snap.model = None
+        if snap.state is not None:
+            if snap.event is not None and self._stream is not None:
+                self._stream.wait_event(snap.event)
+                for t in snap.state.values():
+                    if t.is_cuda:
+                        t.record_stream(self._stream)
+            self._model.load_state_dict(snap.state)
+
+    def _find(self, layers: Any) -> list:
+        return _find_layers(self._model, self._example, layers, self.in_range)
+
+    def _discover(self, epoch: int) -> list[tuple[str, Any, str | None]] | None:
+        """``(name, layer, problem)`` per layer to measure, or ``None`` if nothing can be."""
+        try:
+            found = self._find(self._layers_arg)
+        except Exception as err:  # noqa: BLE001
+            if self._reference is None:
+                self.history.add_error(epoch, None, f"{type(err).__name__}: {err}")
+                self._notify()
+                return None
+            # e.g. NaN weights in one layer: look for the reference layers one at a time
+            # so the healthy ones are still measured and the broken one is named
+            out = []
+            for ref in self._reference:
+                try:
+                    one = self._find([ref.name])
+                    out.append((ref.name, one[0], _shape_change(ref, one[0])))
+                except Exception as err1:  # noqa: BLE001
+                    out.append((ref.name, None, f"{type(err1).__name__}: {err1}"))
+            return out
+        if self._reference is None:
+            self._reference = list(found)
+            self.history.set_layers([_describe(layer) for layer in found])
+            self._notify()
+            return [(layer.name, layer, None) for layer in found]
+        by_name = {layer.name: layer for layer in found}
+        out = []
+        for ref in self._reference:
+            new = by_name.pop(ref.name, None)
+            if new is None:
+                out.append((ref.name, None, (
+                    f"layer {ref.name!r} is no longer in the model (it had n_in={ref.n_in}, "
+                    f"n_out={ref.n_out}); start a new Monitor for the changed model."
+                )))
+            else:
+                out.append((ref.name, new, _shape_change(ref, new)))
+        for name, new in by_name.items():
+            out.append((name, None, (
+                f"layer {name!r} (n_in={new.n_in}, n_out={new.n_out}) appeared after the "
+                "first measurement and is not measured; start a new Monitor for the "
+                "changed model."
+            )))
+        return out
+
+    def _measure(self, layer: Any) -> Any:
+        kwargs = dict(self.measure_kwargs)
+        kwargs.setdefault("device", self.device)
+        fn = self._measure_fn or _measure_layer
+        return fn(layer, **kwargs)
+
+
+def _worker_main(ref: weakref.ref, cond: threading.Condition, nice: int | None) -> None:
+    """The worker loop. Holds a strong reference to the Monitor only while working."""
+    _set_thread_nice(nice)
+    while True:
+        mon = ref()
+        if mon is None or mon._stop:
+            return
+        snap = mon._next()
+        if snap is None:
+            with cond:
+                # check under the lock record() appends under, so no wake-up is missed;
+                # the deque reference does not keep the Monitor alive
+                queue = mon._queue
+                del mon
+                if not queue:
+                    cond.wait(_IDLE_POLL_S)
+            continue
+        try:
+            mon._process(snap)
+        finally:
+            mon._finish()
+            mon._notify()
+        del mon, snap
+
+
+__all__ = ["Monitor"]

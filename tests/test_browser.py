@@ -1,0 +1,288 @@
+"""Real-browser end-to-end tests: JupyterLab + chromium (Playwright), the way a user works.
+
+``jupyter lab`` is started headless on a free loopback port with token auth and a temp
+root directory; chromium opens a notebook, runs every cell from the *Run* menu and we
+interact with the rendered widgets (keyboard, mouse), asserting on what is drawn.
+
+* ``test_harness_ipywidgets_button``: proves the harness with a plain ipywidgets button
+  (independent of causal_widgets).
+* ``test_dashboard_end_to_end``: trains a small Iris network (4-5-5-3 sigmoid) with
+  ``cw.CausalDashboard`` in the notebook, waits for the measurements, screenshots the
+  widget, scrubs to another epoch and selects another layer, and checks that the
+  heatmap cells, the plane marker and the root's ``data-epoch``/``data-layer`` changed,
+  and that the drawn heatmap values are the History's numbers.
+
+Screenshots and the JupyterLab log go to ``tests/artifacts/`` (gitignored; CI keeps it).
+Skipped only when ``/usr/bin/chromium`` is missing. Run with ``pytest -m browser``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HERE = Path(__file__).parent
+REPO = HERE.parent
+ARTIFACTS = HERE / "artifacts"
+NOTEBOOKS = HERE / "browser"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+# JupyterLab user settings for the test session: render every cell (no windowing, so
+# locators see outputs below the fold) and never fetch news / update checks (offline).
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+        "windowingMode": "none",
+        "autoStartDefaultKernel": True,
+    },
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Lab:
+    """A running JupyterLab server (its process group is ours to stop)."""
+
+    def __init__(self, root: Path, port: int, token: str, proc: subprocess.Popen, log: Path):
+        self.root, self.port, self.token, self.proc, self.log = root, port, token, proc, log
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}?token={self.token}"
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except OSError:
+            return "(no log)"
+
+    def api(self, path: str, body: dict | None = None) -> object:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/{path}",
+            headers={"Authorization": f"token {self.token}",
+                     "Content-Type": "application/json"},
+            data=None if body is None else json.dumps(body).encode(),
+            method="GET" if body is None else "POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def start_kernel_for(self, notebook: str) -> str:
+        """Create the notebook's session with a python3 kernel; return the kernel id.
+
+        Opening a notebook whose session already exists skips JupyterLab's kernel
+        selection (a dialog, then a kernel switch that races the websocket on a slow
+        machine). The server only learns the kernel's state once a client connects, so
+        readiness is checked in the browser.
+        """
+        session = self.api(
+            "sessions",
+            {"path": notebook, "type": "notebook", "name": notebook,
+             "kernel": {"name": "python3"}},
+        )
+        return session["kernel"]["id"]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the server and its kernels: SIGTERM to the process group we created, then KILL."""
+    if proc.poll() is not None:
+        return
+    pgid = os.getpgid(proc.pid)
+    os.killpg(pgid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(pgid, signal.SIGKILL)
+        proc.wait(timeout=15)
+    # kernels are in the same group; make sure none outlives the server
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("jupyterlab")
+    root = base / "root"
+    root.mkdir()
+    settings = base / "settings"
+    for name, value in LAB_SETTINGS.items():
+        p = settings / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(value))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = ARTIFACTS / "jupyterlab.log"
+    port = _free_port()
+    token = os.urandom(16).hex()
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env.update(
+        # the kernelspec runs "python": make it this interpreter (the venv's)
+        PATH=bindir + os.pathsep + env.get("PATH", ""),
+        PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+        # isolate from the user's Jupyter/IPython config and state
+        JUPYTER_CONFIG_DIR=str(base / "config"),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
+        IPYTHONDIR=str(base / "ipython"),
+        JUPYTER_PLATFORM_DIRS="1",
+        # the machine is shared: the notebook's torch must not grab every core
+        OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.open_browser=False",
+        # start fast and stay offline: no language servers, no news, no update check
+        "--ServerApp.jpserver_extensions=jupyter_lsp=False",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.expose_app_in_browser=True",
+        "--ServerApp.terminals_enabled=False",
+        "--MappingKernelManager.cull_idle_timeout=0",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # CI containers run as root
+    fh = open(log, "w")
+    proc = subprocess.Popen(
+        cmd, cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    server = Lab(root, port, token, proc, log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                server.api("status")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"jupyter lab did not answer within 90 s:\n{server.log_tail()}")
+                time.sleep(0.3)
+        yield server
+    finally:
+        _stop(proc)
+        fh.close()
+
+
+@pytest.fixture()
+def browser_page(lab: Lab, request: pytest.FixtureRequest):
+    """A chromium page; console errors collected in ``page.cw_console``."""
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        context = browser.new_context(viewport={"width": 1500, "height": 1100})
+        page = context.new_page()
+        console: list[str] = []
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+        page.cw_console = console
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        finally:
+            (ARTIFACTS / f"{request.node.name}-console.log").write_text("\n".join(console))
+            context.close()
+            browser.close()
+
+
+def _open_and_run_all(page, lab: Lab, notebook: str) -> None:
+    """Open ``notebook`` (in the lab root), wait for an idle kernel, then Run > Run All Cells."""
+    lab.start_kernel_for(notebook)
+    page.goto(lab.url(f"lab/tree/{notebook}"))
+    page.locator(".jp-NotebookPanel").first.wait_for(state="visible", timeout=90_000)
+    # connected to the session's kernel and idle (the status bar says so)
+    page.locator(".jp-StatusBar-TextItem", has_text="Python 3 (ipykernel) | Idle").wait_for(
+        timeout=90_000
+    )
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+    # JupyterLab may still ask which kernel to use; take the notebook's (python3)
+    select = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept", has_text="Select")
+    try:
+        select.wait_for(state="visible", timeout=5_000)
+        select.click()
+    except sync_api.TimeoutError:
+        pass
+
+
+def _wait_for_output(page, lab: Lab, text: str, timeout_s: float) -> None:
+    """Wait until a cell output shows ``text``; fail with any error output and the logs."""
+    deadline = time.monotonic() + timeout_s
+    out = page.locator(".jp-OutputArea-output", has_text=text)
+    err = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    while time.monotonic() < deadline:
+        if out.count() > 0:
+            return
+        tracebacks = page.locator(".jp-OutputArea-output", has_text="Traceback")
+        if tracebacks.count() > 0:
+            pytest.fail(f"a notebook cell failed:\n{tracebacks.first.inner_text()[-3000:]}")
+        page.wait_for_timeout(500)
+    stderr = "\n".join(err.all_inner_texts())[-3000:]
+    page.screenshot(path=str(ARTIFACTS / "timeout.png"), full_page=True)
+    pytest.fail(
+        f"no output {text!r} after {timeout_s} s. stderr outputs:\n{stderr}\n"
+        f"console:\n{chr(10).join(page.cw_console[-30:])}\nserver log:\n{lab.log_tail(2000)}"
+    )
+
+
+def test_harness_ipywidgets_button(lab: Lab, browser_page) -> None:
+    page = browser_page
+    shutil.copy(NOTEBOOKS / "button.ipynb", lab.root / "button.ipynb")
+    _open_and_run_all(page, lab, "button.ipynb")
+    _wait_for_output(page, lab, "CW-HARNESS-READY", 120)
+    button = page.locator("button.jupyter-button", has_text="cw-harness-button")
+    button.wait_for(state="visible")
+    label = page.locator(".widget-label", has_text="clicks:")
+    assert label.inner_text() == "clicks: 0"
+    button.click()
+    button.click()
+    # the click goes to the kernel over the comm and the label comes back updated
+    page.locator(".widget-label", has_text="clicks: 2").wait_for(timeout=30_000)
+    page.locator(".jp-NotebookPanel").first.screenshot(path=str(ARTIFACTS / "harness.png"))
