@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--every", type=_positive, help="measure every N epochs")
     rep.add_argument("--bins", type=_bins, default=8, help="bins per neuron")
     rep.add_argument("--samples", type=_positive,
-                     help="cap on sampled forward evaluations per metric and layer "
-                          "(whole EI); default 2**17, 2**15 with --quick")
+                     help="forward evaluations per layer for the sampled whole EI "
+                          "(SAMPLES/32 random input cells x 32 points); default 2**17, "
+                          "2**14 with --quick")
     rep.add_argument("--activation", choices=["sigmoid", "tanh", "relu"], default="sigmoid")
     rep.add_argument("--layers", type=_layers, help="layer sizes, e.g. 4,5,5,3")
     rep.add_argument("--seed", type=int, default=0, help="seed of the data split and runs")
@@ -87,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="afterwards execute notebooks/<experiment>.ipynb on the results "
                           "(nbclient) into OUT/<experiment>.ipynb")
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rep.add_argument("--no-figures", action="store_true",
+                     help="skip drawing the figures (results and histories only)")
     return parser
 
 
@@ -103,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.experiment == "toy":
             rp.run_toy(args.out, quick=args.quick, bins=args.bins, seed=args.seed,
-                       samples=args.samples)
+                       samples=args.samples, figures=not args.no_figures)
         else:
             cfg = rp.make_config(
                 args.experiment, epochs=args.epochs, runs=args.runs, every=args.every,
@@ -111,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 layers=args.layers, seed=args.seed, quick=args.quick,
                 data_dir=None if args.data_dir is None else str(args.data_dir),
             )
-            rp.run_experiment(cfg, args.out, progress=progress)
+            rp.run_experiment(cfg, args.out, progress=progress, figures=not args.no_figures)
         if args.headless:
             name = "toy_layers" if args.experiment == "toy" else (
                 "iris" if args.experiment == "iris" else "digits")

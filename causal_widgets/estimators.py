@@ -54,15 +54,20 @@ The variance used is the sum of both parts,
     Var = sum_a (1/B^2) Var_{b~q_a}[log2(q_ab / p_b)] / n_a  +  2 df / (2 N ln 2)^2,
 
 (which is the variance of a non-central chi-square, ``2 (df + 2 lambda)``, written in
-bits) and the 95 % CI is ``value +- 1.96 sd``. The *total* over pairs cannot use a sum of
-per-pair variances: all pairs share samples. Its linear part is therefore measured
-directly by *batch means*: the samples are dealt round-robin into ``groups`` groups with
-their own tables, the linearised total is evaluated on each group, and the spread of the
-group values gives the variance (all cross-pair covariances included). The null
+bits) and the 95 % CI is ``value +- 1.96 sd``. The first (linear) term, evaluated with
+plug-in ``q`` and ``p``, is biased up by twice the second (the plug-in non-centrality
+exceeds ``lambda`` by ``df``); that excess is subtracted, with a floor at 0. Near
+``I = 0`` this interval is slightly conservative (about 99 % coverage for one table).
+
+The *total* over pairs cannot use a sum of per-pair variances: all pairs share samples.
+Its linear part is therefore measured directly by *batch means*: the samples are dealt
+round-robin into ``groups`` groups with their own tables, the linearised total is
+evaluated on each group, and the spread of the group values gives the variance (all
+cross-pair covariances included; less twice the null part, as for one table). The null
 (chi-square) part of the total is computed analytically: for independent inputs (true
 under the intervention) pairs with different inputs have uncorrelated quadratic parts,
-and pairs sharing input ``i`` have ``Var(sum_j Q_ij) = 2 (B_x - 1) sum_{j,j'} phi^2(Y_j, Y_j')
-/ (2 N ln 2)^2`` (``phi^2`` = Pearson's mean-square contingency, taken from an
+and pairs sharing input ``i`` have ``Var(sum_j Q_ij) = 2 (B_x - 1) sum_{j,j'} phi^2(Y_j,
+Y_j') / (2 N ln 2)^2`` (``phi^2`` = Pearson's mean-square contingency, taken from an
 output-by-output table accumulated alongside; for rows filled by ``update_single`` the
 upper bound ``(sum_j sqrt(K_j - 1))^2`` is used). The CI uses a Student t quantile with
 Satterthwaite degrees of freedom.
@@ -72,6 +77,10 @@ delete-a-group jackknife over ``groups`` round-robin groups of cells (t quantile
 ``groups - 1`` degrees of freedom). With all cells enumerated there is no cell-sampling
 noise; the points are dealt into groups instead and the jackknife is over point groups.
 The jackknife is slightly conservative (up to a factor 2 in variance) when EI is near 0.
+The within-cell entropies carry a higher-order bias that no first-order correction
+removes and that does not shrink with more cells (only with more points per cell); the
+CI is widened on both sides by its estimate, the mean over cells of |jackknife -
+Miller-Madow| entropy (0 for cells whose points all share one output).
 """
 
 from __future__ import annotations

@@ -436,8 +436,9 @@ def _dense_bounds(w: torch.Tensor, b: torch.Tensor | None, lo: float, hi: float)
     """Interval bound of ``W x + b`` over ``x in [lo, hi]^n``: min/max over output rows."""
     w = w.detach().to("cpu", torch.float64).reshape(w.shape[0], -1).numpy()
     bias = b.detach().to("cpu", torch.float64).numpy() if b is not None else 0.0
-    z_hi = np.maximum(w * lo, w * hi).sum(axis=1) + bias
-    z_lo = np.minimum(w * lo, w * hi).sum(axis=1) + bias
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf weights: caught by callers
+        z_hi = np.maximum(w * lo, w * hi).sum(axis=1) + bias
+        z_lo = np.minimum(w * lo, w * hi).sum(axis=1) + bias
     return float(np.min(z_lo)), float(np.max(z_hi))
 
 
@@ -486,6 +487,9 @@ def _node_range(net: _Net, n: fx.Node, ranges: dict, acts: dict) -> Range | None
     src = n.args[0] if n.args else None
     r0 = ranges.get(src) if isinstance(src, fx.Node) else None
     if n in acts:
+        natural = acts[n].activation.natural_range
+        if natural is not None:  # sigmoid / tanh: whatever comes in (even NaN upstream)
+            return natural
         return _act_range(acts[n], *r0) if r0 is not None else None
     if n.op == "call_module":
         mod = net.modules.get(n.target)
@@ -864,6 +868,9 @@ def _build_layer(d: _Discovery, unit: _Unit) -> Layer:
     notes = [unit.note] if unit.note else []
     r_in = d.ranges.get(unit.in_node)
     r_out = d.ranges.get(unit.out_node)
+    if r_in is None or r_out is None:
+        # a range that could not be derived is most often NaN weights upstream: name them
+        check_finite_weights(net.model, "")
     if info_in is None or r_in is None:
         raise ValueError(
             f"layer {unit.name!r}: its input is not a tensor the probing pass saw; "
@@ -872,6 +879,8 @@ def _build_layer(d: _Discovery, unit: _Unit) -> Layer:
     if unit.in_node in d.observed:
         notes.append("in_range observed on example_input (no interval rule upstream)")
     extra: dict = {"kind": unit.kind, "path": unit.path}
+    if unit.kind == "span":
+        extra["span"] = tuple(unit.name.split("..", 1))
     dense = None
     activation = unit.act.activation if unit.act is not None else None
     if unit.kind in ("linear", "conv"):
@@ -986,8 +995,10 @@ def _named_unit(d: _Discovery, name: str, role: str = "layer") -> _Unit:
     if name not in d.leaf_names:
         raise ValueError(f"module {name!r} ({type(mod).__name__}) is never called in forward.")
     node = d.leaf_names[name]
+    src = node.args[0] if node.args else None
+    if role in ("start", "end") and not isinstance(src, fx.Node):
+        raise ValueError(f"module {name!r} is not called on a tensor: it cannot end a span.")
     if role == "start":
-        src = node.args[0] if node.args else None
         return _Unit(name, "leaf", src, node, core=node, path=name)
     kind = (
         "an activation" if node in d.acts
@@ -995,7 +1006,7 @@ def _named_unit(d: _Discovery, name: str, role: str = "layer") -> _Unit:
         else "not a measurable layer type"
     )
     if role == "end":
-        return _Unit(name, "leaf", node.args[0], node, core=node, path=name)
+        return _Unit(name, "leaf", src, node, core=node, path=name)
     owner = [u.name for u in d.atomic.values() if u.out_node is node]
     before = [u.name for u in d.atomic.values() if d.net.pos[u.core] < d.net.pos[node]]
     start = before[-1] if before else "<first module>"
@@ -1176,7 +1187,11 @@ def find_layers(
         )
     if layers is not None and all(isinstance(s, Layer) for s in layers):
         return list(layers)
-    check_finite_weights(model, "")
+    if layers is None:
+        # every layer is wanted: any NaN/inf weight is an error. With explicit requests only
+        # the requested layers (and weights their ranges depend on) must be finite, so a
+        # caller can still measure the healthy layers of a partly diverged model.
+        check_finite_weights(model, "")
     r_in = check_range(in_range, "in_range") if in_range is not None else _data_range(x)
     with _untouched(model):
         net = _trace(model, x[:_PROBE_ROWS])

@@ -151,7 +151,10 @@ def _private_copy(model: nn.Module, device: torch.device) -> nn.Module:
 def _signature(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple:
     """What must match for a snapshot to load into the private model: shapes and module types."""
     return (
-        tuple((k, tuple(v.shape), v.dtype) for k, v in state.items()),
+        tuple(
+            (k, tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (k, type(v))
+            for k, v in state.items()
+        ),
         tuple((name, type(m)) for name, m in model.named_modules()),
     )
 
@@ -315,6 +318,9 @@ class Monitor:
         self._source = model
         self._model = _private_copy(model, self.device)
         self._example = _to_device(example_input, self.device)
+        if self.device.type == "cuda":
+            # the copies above ran on this thread's stream; the worker uses its own
+            torch.cuda.current_stream(self.device).synchronize()
         self._last_signature = _signature(model, model.state_dict())
 
         self.history = history if history is not None else History()
@@ -377,11 +383,19 @@ class Monitor:
                 snap.model = _private_copy(self._source, self.device)
                 self._last_signature = sig
             else:
-                snap.state = {k: v.detach().clone() for k, v in state.items()}
-                cuda = [v for v in snap.state.values() if v.is_cuda]
-                if cuda:
-                    snap.event = torch.cuda.Event()
-                    snap.event.record(torch.cuda.current_stream(cuda[0].device))
+                # non-tensor entries are modules' extra state (get_extra_state)
+                snap.state = {
+                    k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+                    for k, v in state.items()
+                }
+            # the copies were queued on this thread's CUDA stream: the worker's stream
+            # waits for this event before reading them
+            cuda = [v for v in state.values() if isinstance(v, torch.Tensor) and v.is_cuda] + (
+                [p for p in snap.model.parameters() if p.is_cuda] if snap.model else []
+            )
+            if cuda:
+                snap.event = torch.cuda.Event()
+                snap.event.record(torch.cuda.current_stream(cuda[0].device))
         dropped = []
         with self._cond:
             self._queue.append(snap)
@@ -552,14 +566,20 @@ class Monitor:
                                            f"failed: {type(err).__name__}: {err}")
 
     def _load(self, snap: _Snapshot) -> None:
+        if snap.event is not None:
+            if self._stream is not None:
+                self._stream.wait_event(snap.event)
+            else:  # a GPU model measured on the CPU: the copy to the host needs the data
+                snap.event.synchronize()
         if snap.model is not None:
             self._model = snap.model
             snap.model = None
         if snap.state is not None:
-            if snap.event is not None and self._stream is not None:
-                self._stream.wait_event(snap.event)
+            if self._stream is not None:
                 for t in snap.state.values():
-                    if t.is_cuda:
+                    if isinstance(t, torch.Tensor) and t.is_cuda:
+                        # the caching allocator must not recycle this memory for training
+                        # before the worker stream is done reading it
                         t.record_stream(self._stream)
             self._model.load_state_dict(snap.state)
 

@@ -447,9 +447,11 @@ class History:
         drop = [c for c in scalar_names if c in results.columns]
         order = meta.get("layer_order") or []
         rank = {name: i for i, name in enumerate(dict.fromkeys(order))}
+        # drop columns once, then slice rows per pair (dropping per group is 10x slower)
+        body = results.drop(columns=["epoch"] + drop)
         groups = {
-            (int(e), str(lay)): g.drop(columns=["epoch"] + drop).reset_index(drop=True)
-            for (e, lay), g in results.groupby(["epoch", "layer"], sort=False)
+            (int(e), str(lay)): body.iloc[idx].reset_index(drop=True)
+            for (e, lay), idx in results.groupby(["epoch", "layer"], sort=False).indices.items()
         }
         for key in sorted(groups, key=lambda k: (k[0], rank.get(k[1], len(rank)))):
             h._results[key] = groups[key]
@@ -461,14 +463,13 @@ class History:
             h._matrices.setdefault(key, {"ei_parts": None, "sensitivity": None, "nodes": None})
             h._matrices[key][str(row.kind)] = arr
         if len(nodes):
-            for (e, lay), g in nodes.groupby(["epoch", "layer"], sort=False):
+            node_body = nodes.drop(columns=["epoch", "layer"])
+            for (e, lay), idx in nodes.groupby(["epoch", "layer"], sort=False).indices.items():
                 key = (int(e), str(lay))
                 h._matrices.setdefault(
                     key, {"ei_parts": None, "sensitivity": None, "nodes": None}
                 )
-                h._matrices[key]["nodes"] = g.drop(columns=["epoch", "layer"]).reset_index(
-                    drop=True
-                )
+                h._matrices[key]["nodes"] = node_body.iloc[idx].reset_index(drop=True)
         return h
 
     @classmethod

@@ -104,18 +104,18 @@ def test_truth_sensitivity_is_a_one_dimensional_closed_form():
 
 
 @pytest.mark.parametrize(("shape", "kind", "bins", "grid", "g_brute"), [
-    ((2, 2), "sigmoid", 8, 64, 256),
-    ((2, 3), "tanh", 4, 32, 32),
+    ((2, 2), "sigmoid", 8, 64, 128),
+    ((2, 3), "tanh", 4, 32, 24),
 ])
 def test_truth_matches_an_independent_brute_force_grid(shape, kind, bins, grid, g_brute):
     rng = np.random.default_rng(5)
     w = rng.normal(size=shape) * 4 / math.sqrt(shape[1])
     tr = truth.layer_truth(w, None, kind, bins=bins, grid=grid)
     brute = brute_force_ei(w, kind, bins, g_brute)
-    # the brute-force midpoint grid converges as g^-2 too; measured gaps are <= 1e-4 here
-    assert tr.ei == pytest.approx(brute, abs=3e-4)
+    # the brute-force grid converges as g^-2 too; measured gaps here are 3e-6 and 1.4e-5
+    assert tr.ei > 0.1
+    assert tr.ei == pytest.approx(brute, abs=2e-4)
     assert tr.ei_error_estimate < 1e-3
-    assert 0 < tr.ei_parts < tr.sensitivity + 10  # sanity: finite, positive
 
 
 def test_truth_rejects_bad_grids():

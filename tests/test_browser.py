@@ -90,16 +90,22 @@ class Lab:
         except OSError:
             return "(no log)"
 
-    def api(self, path: str, body: dict | None = None) -> object:
+    def api(self, path: str, body: dict | None = None, method: str | None = None) -> object:
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.port}/api/{path}",
             headers={"Authorization": f"token {self.token}",
                      "Content-Type": "application/json"},
             data=None if body is None else json.dumps(body).encode(),
-            method="GET" if body is None else "POST",
+            method=method or ("GET" if body is None else "POST"),
         )
         with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read())
+            data = r.read()
+            return json.loads(data) if data else None
+
+    def shutdown_sessions(self) -> None:
+        """End every notebook session (and its kernel) so the next test starts clean."""
+        for session in self.api("sessions"):
+            self.api(f"sessions/{session['id']}", method="DELETE")
 
     def start_kernel_for(self, notebook: str) -> str:
         """Create the notebook's session with a python3 kernel; return the kernel id.
@@ -230,12 +236,16 @@ def browser_page(lab: Lab, request: pytest.FixtureRequest):
             (ARTIFACTS / f"{request.node.name}-console.log").write_text("\n".join(console))
             context.close()
             browser.close()
+            lab.shutdown_sessions()
 
 
 def _open_and_run_all(page, lab: Lab, notebook: str) -> None:
     """Open ``notebook`` (in the lab root), wait for an idle kernel, then Run > Run All Cells."""
     lab.start_kernel_for(notebook)
-    page.goto(lab.url(f"lab/tree/{notebook}"))
+    # a fresh, reset workspace per notebook: JupyterLab would otherwise reopen the tabs
+    # (and reconnect the kernels) of the previous test
+    workspace = Path(notebook).stem
+    page.goto(lab.url(f"lab/workspaces/{workspace}/tree/{notebook}") + "&reset")
     page.locator(".jp-NotebookPanel").first.wait_for(state="visible", timeout=90_000)
     # connected to the session's kernel and idle (the status bar says so)
     page.locator(".jp-StatusBar-TextItem", has_text="Python 3 (ipykernel) | Idle").wait_for(
@@ -286,3 +296,105 @@ def test_harness_ipywidgets_button(lab: Lab, browser_page) -> None:
     # the click goes to the kernel over the comm and the label comes back updated
     page.locator(".widget-label", has_text="clicks: 2").wait_for(timeout=30_000)
     page.locator(".jp-NotebookPanel").first.screenshot(path=str(ARTIFACTS / "harness.png"))
+
+
+# --------------------------------------------------------------------------- dashboard
+CELLS_JS = """root => Object.fromEntries(
+    [...root.querySelectorAll('[data-testid=cw-heatmap-cell]')]
+        .map(e => [e.dataset.i + ',' + e.dataset.j, e.dataset.value]))"""
+
+
+def _drawn(root) -> dict:
+    """What the widget shows now: root attributes and heatmap cell values."""
+    cells = root.evaluate(CELLS_JS)
+    return {
+        "epoch": root.get_attribute("data-epoch"),
+        "layer": root.get_attribute("data-layer"),
+        "cells": {k: float(v) for k, v in cells.items() if v not in ("", None)},
+    }
+
+
+def _marker(root, layer: str) -> dict:
+    m = root.locator(f"[data-testid=cw-plane-marker][data-layer='{layer}']")
+    return {a: m.get_attribute(a) for a in ("cx", "cy", "transform", "data-epoch", "class")}
+
+
+def _matches(cells: dict, matrix: list[list[float]], tol: float = 2e-6) -> bool:
+    """Drawn cells == the History's matrix (the widget sends 6 decimals: error <= 5e-7)."""
+    want = {f"{i},{j}": v for i, row in enumerate(matrix) for j, v in enumerate(row)}
+    return set(cells) == set(want) and all(abs(cells[k] - want[k]) <= tol for k in want)
+
+
+def _wait_drawn(page, root, epoch: int, layer: str, expected: dict, timeout_s: float = 60):
+    """Wait until the widget shows ``layer`` at ``epoch`` with exactly the History's numbers."""
+    matrix = expected["ei_parts"][f"{epoch}/{layer}"]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        d = _drawn(root)
+        if d["epoch"] == str(epoch) and d["layer"] == layer and _matches(d["cells"], matrix):
+            return d
+        if time.monotonic() > deadline:
+            root.screenshot(path=str(ARTIFACTS / "dashboard-timeout.png"))
+            pytest.fail(
+                f"widget never showed layer {layer!r} at epoch {epoch} with the History's "
+                f"EI_parts matrix; it shows epoch={d['epoch']} layer={d['layer']} "
+                f"cells={d['cells']}, expected {matrix}.\nconsole:\n"
+                + "\n".join(page.cw_console[-20:])
+            )
+        page.wait_for_timeout(200)
+
+
+def test_dashboard_end_to_end(lab: Lab, browser_page) -> None:
+    page = browser_page
+    shutil.copy(NOTEBOOKS / "dashboard_e2e.ipynb", lab.root / "dashboard_e2e.ipynb")
+    _open_and_run_all(page, lab, "dashboard_e2e.ipynb")
+    _wait_for_output(page, lab, "CW-DONE", 420)
+    expected = json.loads((lab.root / "cw_expected.json").read_text())
+    epochs, layers = expected["epochs"], expected["layers"]
+    assert epochs == [0, 10, 20, 30, 40], epochs
+    assert layers == ["0", "2", "4"], layers
+    assert expected["errors"] == []
+
+    root = page.locator(".cw-dashboard").first
+    root.wait_for(state="visible")
+    root.scroll_into_view_if_needed()
+    # after training the dashboard follows the newest epoch
+    first_layer = root.get_attribute("data-layer") or layers[0]
+    before = _wait_drawn(page, root, epochs[-1], first_layer, expected)
+    marker_before = _marker(root, first_layer)
+    assert root.locator("[data-testid=cw-plane-marker]").count() == len(layers)
+    assert root.locator("[data-testid=cw-layer-button]").count() == len(layers)
+    assert root.locator("[data-testid=cw-trajectory]").count() == len(layers)
+    root.screenshot(path=str(ARTIFACTS / "dashboard-before.png"))
+
+    # drag the scrubber's thumb from the right end (newest epoch) to the left end
+    scrubber = root.locator("[data-testid=cw-scrubber]")
+    assert scrubber.get_attribute("type") == "range"
+    scrubber.scroll_into_view_if_needed()
+    box = scrubber.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] - 4, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, y, steps=5)
+    page.mouse.move(box["x"] + 1, y, steps=5)
+    page.mouse.up()
+    scrubbed = _wait_drawn(page, root, epochs[0], first_layer, expected)
+    marker_scrubbed = _marker(root, first_layer)
+    assert scrubbed["epoch"] != before["epoch"]
+    assert scrubbed["cells"] != before["cells"], "heatmap did not change with the epoch"
+    assert (marker_scrubbed["cx"], marker_scrubbed["cy"], marker_scrubbed["transform"]) != (
+        marker_before["cx"], marker_before["cy"], marker_before["transform"]
+    ), f"plane marker did not move: {marker_before} -> {marker_scrubbed}"
+    assert marker_scrubbed["data-epoch"] == str(epochs[0])
+
+    # select another layer from the network diagram
+    other = next(n for n in layers if n != first_layer)
+    root.locator(f"[data-testid=cw-layer-button][data-layer='{other}']").click()
+    after = _wait_drawn(page, root, epochs[0], other, expected)
+    assert after["layer"] != scrubbed["layer"]
+    assert after["cells"] != scrubbed["cells"], "heatmap did not change with the layer"
+    assert "cw-selected" in (_marker(root, other)["class"] or "")
+    root.screenshot(path=str(ARTIFACTS / "dashboard-after.png"))
+    page.screenshot(path=str(ARTIFACTS / "dashboard-page.png"), full_page=True)
+
+    assert not [m for m in page.cw_console if m.startswith("pageerror")], page.cw_console

@@ -8,7 +8,7 @@ References used here, none of which shares code with ``causal_widgets.exact``:
   than the polynomial degree needs, so it is exact up to rounding (small layers);
 * ``lattice_tables``: for weights on a dyadic lattice each uniform is
   ``h * (discrete uniform + U(0, 1))``, so the sum is ``h * (D + IrwinHall_N)``: ``D`` by
-  numerical convolution of discrete uniforms, the Irwin-Hall CDF in 60-80 digit mpmath
+  numerical convolution of discrete uniforms, the Irwin-Hall CDF in exact integer
   arithmetic (layers of 20-100 inputs);
 * a large seeded Monte-Carlo sample (loose sanity check).
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 
-import mpmath
 import numpy as np
 import pytest
 from scipy.signal import fftconvolve
@@ -120,17 +119,19 @@ def gl_tables(w, b, kind, in_range, in_bins, out_range, out_bins, single=False):
     return out
 
 
-def _ih_cdf(n: int, y: float) -> mpmath.mpf:
-    """Irwin-Hall CDF P(U_1 + ... + U_n < y), exact formula in mpmath arithmetic."""
-    y = mpmath.mpf(y)
+def _ih_cdf(n: int, y: float) -> float:
+    """Irwin-Hall CDF P(U_1 + ... + U_n < y) by its classical alternating sum, evaluated
+    exactly: ``y = num / 2^e`` is dyadic, so every term is an integer over ``2^(e n)``
+    and Python's ``int / int`` rounds the exact ratio correctly."""
     if y <= 0:
-        return mpmath.mpf(0)
+        return 0.0
     if y >= n:
-        return mpmath.mpf(1)
-    total = mpmath.mpf(0)
-    for k in range(int(mpmath.floor(y)) + 1):
-        total += (-1) ** k * mpmath.binomial(n, k) * (y - k) ** n
-    return total / mpmath.factorial(n)
+        return 1.0
+    num, den = float(y).as_integer_ratio()
+    total = 0
+    for k in range(math.floor(y) + 1):
+        total += (-1) ** k * math.comb(n, k) * (num - k * den) ** n
+    return total / (math.factorial(n) * den**n)
 
 
 def lattice_tables(k, h, b, kind, in_range, in_bins, out_range, out_bins):
@@ -147,41 +148,44 @@ def lattice_tables(k, h, b, kind, in_range, in_bins, out_range, out_bins):
     t = ref_thresholds(kind, out_range, out_bins)
     out = np.zeros((n, m, in_bins, out_bins))
     a = np.arange(in_bins)
-    with mpmath.workdps(40 + n):
-        for j in range(m):
-            full = [np.full(in_bins * abs(int(kk)), 1.0 / (in_bins * abs(int(kk)))) for kk in k[j]]
-            pre = [np.array([1.0])]
-            for f in full[:-1]:
-                pre.append(fftconvolve(pre[-1], f))
-            suf = [np.array([1.0])]
-            for f in full[:0:-1]:
-                suf.append(fftconvolve(suf[-1], f))
-            suf = suf[::-1]
-            base = b[j] + np.minimum(w[j] * lo, w[j] * hi).sum()
-            cdf = np.zeros((n, in_bins, out_bins + 1))
-            cdf[..., -1] = 1.0
-            for ti, tt in enumerate(t):
-                if not np.isfinite(tt):
-                    cdf[..., ti + 1] = 1.0 if tt > 0 else 0.0
-                    continue
-                y0 = (tt - base) / h
-                fl = math.floor(y0)
-                frac = y0 - fl
-                fi = np.array([float(_ih_cdf(n, frac + mm)) for mm in range(n)])
-                for i in range(n):
-                    kb = abs(int(k[j, i]))
-                    pmf = fftconvolve(fftconvolve(pre[i], suf[i]), np.full(kb, 1.0 / kb))
-                    cum = np.cumsum(pmf)
-                    shift = kb * a if k[j, i] > 0 else kb * (in_bins - 1 - a)
-                    fy = fl - shift  # (in_bins,)
-                    for ai in range(in_bins):
-                        idx = fy[ai] - n
-                        val = cum[min(idx, cum.size - 1)] if idx >= 0 else 0.0
-                        d = fy[ai] - np.arange(n)
-                        ok = (d >= 0) & (d < pmf.size)
-                        val += float(np.sum(pmf[d[ok]] * fi[ok]))
-                        cdf[i, ai, ti + 1] = val
-            out[:, j] = np.diff(cdf, axis=-1) / in_bins
+    for j in range(m):
+        full = [np.full(in_bins * abs(int(kk)), 1.0 / (in_bins * abs(int(kk)))) for kk in k[j]]
+        pre = [np.array([1.0])]
+        for f in full[:-1]:
+            pre.append(fftconvolve(pre[-1], f))
+        suf = [np.array([1.0])]
+        for f in full[:0:-1]:
+            suf.append(fftconvolve(suf[-1], f))
+        suf = suf[::-1]
+        pmfs = []
+        for i in range(n):
+            kb = abs(int(k[j, i]))
+            pmf = fftconvolve(fftconvolve(pre[i], suf[i]), np.full(kb, 1.0 / kb))
+            pmfs.append((pmf, np.cumsum(pmf)))
+        base = b[j] + np.minimum(w[j] * lo, w[j] * hi).sum()
+        cdf = np.zeros((n, in_bins, out_bins + 1))
+        cdf[..., -1] = 1.0
+        for ti, tt in enumerate(t):
+            if not np.isfinite(tt):
+                cdf[..., ti + 1] = 1.0 if tt > 0 else 0.0
+                continue
+            y0 = (tt - base) / h
+            fl = math.floor(y0)
+            frac = y0 - fl
+            fi = np.array([_ih_cdf(n, frac + mm) for mm in range(n)])
+            for i in range(n):
+                kb = abs(int(k[j, i]))
+                pmf, cum = pmfs[i]
+                shift = kb * a if k[j, i] > 0 else kb * (in_bins - 1 - a)
+                fy = fl - shift  # (in_bins,)
+                for ai in range(in_bins):
+                    idx = fy[ai] - n
+                    val = cum[min(idx, cum.size - 1)] if idx >= 0 else 0.0
+                    d = fy[ai] - np.arange(n)
+                    ok = (d >= 0) & (d < pmf.size)
+                    val += float(np.sum(pmf[d[ok]] * fi[ok]))
+                    cdf[i, ai, ti + 1] = val
+        out[:, j] = np.diff(cdf, axis=-1) / in_bins
     return out
 
 

@@ -473,6 +473,26 @@ def test_errors_name_the_problem_and_the_fix():
         find_layers(model, x, in_range=(0, 1))
 
 
+def test_nan_weights_only_block_the_layers_that_depend_on_them():
+    model = build(lambda: paper_mlp((3, 4, 4, 2)))
+    x = rand(4, 3)
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"'0\.weight' contains NaN or inf"):
+        find_layers(model, x, in_range=(0, 1))
+    with pytest.raises(ValueError, match=r"'0\.weight' contains NaN or inf"):
+        find_layers(model, x, ["0"], in_range=(0, 1))
+    # layer "2" sees sigmoid outputs, whose range (0, 1) does not depend on layer 0
+    (healthy,) = find_layers(model, x, ["2"], in_range=(0, 1))
+    assert healthy.in_range == (0.0, 1.0)
+    relu = build(lambda: paper_mlp((3, 4, 4, 2), act=nn.ReLU))
+    with torch.no_grad():
+        relu[0].weight[1, 1] = float("nan")
+    # with relu, layer 2's input range is the bound of layer 0: undefined, so it is named
+    with pytest.raises(ValueError, match=r"'0\.weight' contains NaN or inf"):
+        find_layers(relu, x, ["2"], in_range=(0, 1))
+
+
 def test_check_same_structure():
     x = rand(4, 4)
     a = find_layers(build(lambda: paper_mlp((4, 5, 5, 3))), x, in_range=(0, 1))
@@ -558,7 +578,9 @@ def test_measure_tidy_frame_and_matches_measure_layer():
 
     model = build(lambda: paper_mlp((4, 5, 5, 3)))
     x = rand(10, 4)
-    kw = dict(in_range=(0, 1), bins=8, seed=3, device="cpu")
+    # fixed whole-EI work (512 cells x 8 points) keeps this fast; the rest is exact
+    fast = dict(cells=512, points_per_cell=8)
+    kw = dict(in_range=(0, 1), bins=8, seed=3, device="cpu", **fast)
     df = measure(model, x, **kw)
     for col in FRAME_COLUMNS:
         assert col in df.columns, col
@@ -570,11 +592,14 @@ def test_measure_tidy_frame_and_matches_measure_layer():
     assert (df["seed"] == 3).all() and (df["in_bins"] == 8).all()
     # a layer measured alone with the same settings gives the same numbers
     layers = find_layers(model, x, in_range=(0, 1))
-    alone = mod.measure_layer(layers[1], bins=8, seed=3, device="cpu").to_frame()
+    alone = mod.measure_layer(layers[1], bins=8, seed=3, device="cpu", **fast).to_frame()
     mine = df[df["layer"] == "2"].set_index("metric")["value"]
     ref = alone.set_index("metric")["value"]
     for metric in ref.index:
         assert mine[metric] == pytest.approx(ref[metric], rel=1e-12, abs=1e-12), metric
-    results = measure_layers(model, x, ["4"], **kw)
+    assert set(ref.index) == set(mine.index)
+    results = measure_layers(model, x, ["4"], metrics=["ei_parts"], **kw)
     assert list(results) == ["4"]
     assert results["4"].ei_parts_matrix.shape == (5, 3)
+    assert results["4"].ei_parts == pytest.approx(float(df.set_index(["layer", "metric"])
+                                                        .loc[("4", "ei_parts"), "value"]))

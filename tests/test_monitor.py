@@ -476,3 +476,45 @@ def test_real_engine_matches_direct_measurement():
                 np.testing.assert_array_equal(m["sensitivity"], r.sensitivity_matrix)
     finally:
         monitor_mod._find_layers = monitor_mod_find
+
+
+def test_buffers_are_snapshotted(monkeypatch):
+    """BatchNorm running stats (buffers) travel with the snapshot, not only parameters."""
+    seen = []
+
+    def find(model, x, layers, in_range):
+        seen.append(model[1].running_mean.clone())
+        return fake_find_layers(nn.Sequential(model[0], nn.Sigmoid()), x, layers, in_range)
+
+    monkeypatch.setattr(monitor_mod, "_find_layers", find)
+    model = nn.Sequential(nn.Linear(4, 3, bias=False), nn.BatchNorm1d(3))
+    mon = Monitor(model, X, in_range=(0, 1), measure_fn=Engine(), drop_stale=False)
+    model.train()
+    model(X)  # updates the running statistics
+    mon.record(0)
+    snapshot_mean = model[1].running_mean.clone()
+    model(X * 3)  # changes them again after the snapshot
+    mon.wait(timeout=30)
+    mon.close()
+    assert not torch.equal(snapshot_mean, torch.zeros(3))
+    assert torch.equal(seen[-1], snapshot_mean)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_snapshots_on_a_side_stream_match_the_weights():
+    model = mlp().cuda()
+    eng = Engine()
+    mon = Monitor(model, X.cuda(), in_range=(0, 1), measure_fn=eng, drop_stale=False)
+    states = {}
+    for epoch in range(4):
+        states[epoch] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        mon.record(epoch)
+        step(model, epoch)  # in place on the training stream, right after the snapshot
+    mon.wait(timeout=60)
+    mon.close()
+    assert mon._stream is not None
+    assert all(kw["device"].type == "cuda" for kw in eng.kwargs)
+    for epoch in range(4):
+        for name in ("0", "2", "4"):
+            got = mon.history.matrix(epoch, name)["ei_parts"]
+            np.testing.assert_allclose(got, expected(states[epoch], name), rtol=0, atol=1e-7)

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from causal_widgets import reproduce as rp
+from causal_widgets.__main__ import main
 from causal_widgets.figures import plane_coords
 from causal_widgets.models import make_mlp, make_optimizer, one_hot, train_epoch
 
@@ -123,15 +124,26 @@ def test_cli_iris_smoke(tmp_path: Path) -> None:
     w = res[res.metric == "sensitivity"].pivot_table(index=["epoch", "layer"], columns="run",
                                                      values="value")
     assert not np.allclose(w[0], w[1])
+
+
+def test_finished_runs_are_kept_and_settings_checked(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "iris"
+    args = ["reproduce", "iris", "--out", str(out), "--epochs", "2", "--every", "2",
+            "--runs", "1", *TINY, "--no-figures"]
+    assert main(args) == 0
     # a finished run is not recomputed: a rerun only rewrites the summary files
     t = (out / "run_0" / "history" / "meta.json").stat().st_mtime_ns
-    p = cli("reproduce", "iris", "--out", str(out), "--epochs", "4", "--every", "2",
-            "--runs", "2", *TINY)
-    assert p.returncode == 0, p.stderr
+    assert main(args) == 0
     assert (out / "run_0" / "history" / "meta.json").stat().st_mtime_ns == t
+    # more runs of the same experiment extend it
+    assert main(args[:-len(TINY) - 3] + ["--runs", "2", *TINY, "--no-figures"]) == 0
+    assert sorted(pd.read_parquet(out / "results.parquet").run.unique()) == [0, 1]
+    capsys.readouterr()
     # other settings into the same folder are refused, naming the difference
-    p = cli("reproduce", "iris", "--out", str(out), "--epochs", "6", "--every", "2", *TINY)
-    assert p.returncode == 2 and "epochs: 4 before, 6 now" in p.stderr
+    assert main(["reproduce", "iris", "--out", str(out), "--epochs", "6", *TINY,
+                 "--no-figures"]) == 2
+    assert "epochs: 2 before, 6 now" in capsys.readouterr().err
 
 
 def test_cli_digits_variant_smoke(tmp_path: Path) -> None:
@@ -154,23 +166,22 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + array.tobytes())
 
 
-def test_cli_mnist_smoke_and_errors(tmp_path: Path) -> None:
+def test_mnist_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = tmp_path / "mnist"
     data.mkdir()
     rng = np.random.default_rng(0)
     _write_idx(data / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 28, 28), np.uint8))
     _write_idx(data / "train-labels-idx1-ubyte", (np.arange(60) % 10).astype(np.uint8))
-    out = tmp_path / "out"
     # 30 examples are digits 0-4: fewer than the paper's 25 000, so the split fails clearly
-    p = cli("reproduce", "mnist", "--out", str(out), "--data-dir", str(data), "--epochs", "1",
-            *TINY)
-    assert p.returncode == 2 and "n_train=25000" in p.stderr
-    p = cli("reproduce", "mnist", "--out", str(tmp_path / "o2"), "--data-dir",
-            str(tmp_path / "missing"), *TINY)
-    assert p.returncode == 2
-    assert "train-images-idx3-ubyte" in p.stderr and "does not exist" in p.stderr
-    p = cli("reproduce", "mnist", "--out", str(tmp_path / "o3"), *TINY)
-    assert p.returncode == 2 and "--data-dir" in p.stderr
+    assert main(["reproduce", "mnist", "--out", str(tmp_path / "o1"), "--data-dir", str(data),
+                 "--epochs", "1", *TINY]) == 2
+    assert "n_train=25000" in capsys.readouterr().err
+    assert main(["reproduce", "mnist", "--out", str(tmp_path / "o2"), "--data-dir",
+                 str(tmp_path / "missing"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte" in err and "does not exist" in err
+    assert main(["reproduce", "mnist", "--out", str(tmp_path / "o3"), *TINY]) == 2
+    assert "--data-dir" in capsys.readouterr().err
 
 
 def test_mnist_runs_on_idx_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,15 +202,27 @@ def test_mnist_runs_on_idx_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert set(res.layer) == {"fc1", "fc2"} and set(res.epoch) == {0}
 
 
-def test_cli_argument_errors(tmp_path: Path) -> None:
-    p = cli("reproduce", "iris", "--out", str(tmp_path), "--layers", "4,x,3")
-    assert p.returncode == 2 and "comma-separated integers" in p.stderr
-    p = cli("reproduce", "iris", "--out", str(tmp_path), "--bins", "1")
-    assert p.returncode == 2 and "at least 2" in p.stderr
-    p = cli("reproduce", "cifar", "--out", str(tmp_path))
-    assert p.returncode == 2 and "invalid choice" in p.stderr
-    p = cli("reproduce", "iris", "--out", str(tmp_path), "--data-dir", str(tmp_path))
-    assert p.returncode == 2 and "only for the mnist" in p.stderr
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--layers", "4,x,3"], "comma-separated integers"),
+        (["--bins", "1"], "at least 2"),
+        (["--epochs", "0"], "positive integer"),
+        (["--data-dir", "."], "only for the mnist"),
+    ],
+)
+def test_cli_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str],
+                             message: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "iris", "--out", str(tmp_path), *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_unknown_experiment(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["reproduce", "cifar", "--out", str(tmp_path)])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_cli_toy_smoke(tmp_path: Path) -> None:
@@ -238,7 +261,7 @@ def _measured(out: Path) -> int:
 def test_kill_and_resume(tmp_path: Path) -> None:
     out = tmp_path / "iris"
     args = ["reproduce", "iris", "--out", str(out), "--epochs", "300", "--every", "20",
-            "--runs", "1", *TINY]
+            "--runs", "1", *TINY, "--no-figures"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "causal_widgets", *args], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

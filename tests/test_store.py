@@ -208,7 +208,8 @@ def test_interrupted_save_recovers_previous_history(tmp_path: Path):
     with pytest.warns(UserWarning, match="interrupted"):
         g = History.load(tmp_path / "h")
     assert g.epochs() == [0]
-    assert History.open(tmp_path / "h").epochs() == [0]
+    with pytest.warns(UserWarning, match="interrupted"):
+        assert History.open(tmp_path / "h").epochs() == [0]
     g.add_result(1, "a", FakeResult(rng, 2, 2))
     g.save(tmp_path / "h")  # a later save supersedes the backup
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h"]
