@@ -30,7 +30,8 @@ How the volumes are integrated (why it is accurate)
     :func:`layer_truth` integrates on ``g`` and ``g/2`` and Richardson-extrapolates.
 
 EI_parts matrix and sensitivity matrix
-    ``E[i, j] = I(X_i; Y_j)`` from the same integrated joint (marginalised);
+    ``E[i, j] = I(X_i; Y_j)`` from the same integrated joint (marginalised, and
+    extrapolated like EI);
     ``S[i, j] = I(X_i; Y_j)`` with only ``x_i`` uniform and the other inputs at 0 has the
     closed form used in :func:`sensitivity_matrix`: ``y_j = act(w_ji x_i + b_j)`` is monotone
     in ``x_i``, so ``P(X_i = a, Y_j = b)`` is the exact length of an interval intersection.
@@ -145,11 +146,20 @@ class Truth:
     ei_grid: float
     ei_coarse: float | None = None
     grid_coarse: int | None = None
+    ei_parts_grid: float | None = None
+    ei_parts_coarse: float | None = None
 
     @property
     def ei_error_estimate(self) -> float | None:
         """|extrapolated EI - finest-grid EI| (bits), or ``None`` without extrapolation."""
         return None if self.ei_coarse is None else abs(self.ei - self.ei_grid)
+
+    @property
+    def ei_parts_error_estimate(self) -> float | None:
+        """|extrapolated EI_parts - finest-grid EI_parts| (bits), or ``None``."""
+        if self.ei_parts_coarse is None or self.ei_parts_grid is None:
+            return None
+        return abs(self.ei_parts - self.ei_parts_grid)
 
     def to_dict(self) -> dict:
         return {
@@ -161,6 +171,9 @@ class Truth:
             "ei_coarse": self.ei_coarse,
             "grid_coarse": self.grid_coarse,
             "ei_error_estimate": self.ei_error_estimate,
+            "ei_parts_grid": self.ei_parts_grid,
+            "ei_parts_coarse": self.ei_parts_coarse,
+            "ei_parts_error_estimate": self.ei_parts_error_estimate,
         }
 
 
@@ -287,8 +300,8 @@ def layer_truth(
     ``out_range`` defaults to the natural range of ``kind`` (sigmoid (0, 1), tanh (-1, 1)).
     EI is integrated on ``grid`` and on ``grid_coarse`` (default ``grid // 2``; must be
     exactly half of ``grid`` for the extrapolation; 0 turns it off) and Richardson-
-    extrapolated (see :class:`Truth`). EI_parts comes from the finest grid's pair tables;
-    sensitivity is closed-form.
+    extrapolated (see :class:`Truth`); so is every EI_parts term ``I(X_i; Y_j)`` (from the
+    pair tables of both grids). Sensitivity is closed-form.
     """
     w = np.asarray(weight, dtype=np.float64)
     b = np.zeros(w.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64)
@@ -305,15 +318,17 @@ def layer_truth(
             "extrapolation; pass an even grid, or grid_coarse=0 to turn it off."
         )
     ei_fine, pair = joint_integrals(w, b, kind, in_range, bins, out_range, bins, grid)
-    e_mat = _mi_bits(pair)
+    e_fine = _mi_bits(pair)
     s_mat = sensitivity_matrix(w, b, kind, in_range, bins, out_range, bins)
-    ei_c = None
-    ei = ei_fine
+    ei_c = parts_c = None
+    ei, e_mat = ei_fine, e_fine
     if grid_coarse:
-        ei_c, _ = joint_integrals(
-            w, b, kind, in_range, bins, out_range, bins, grid_coarse, pairs=False
-        )
+        ei_c, pair_c = joint_integrals(w, b, kind, in_range, bins, out_range, bins, grid_coarse)
+        e_c = _mi_bits(pair_c)
         ei = (4.0 * ei_fine - ei_c) / 3.0
+        # the pair tables are smooth integrals too: extrapolate each I(X_i; Y_j) the same way
+        e_mat = (4.0 * e_fine - e_c) / 3.0
+        parts_c = float(e_c.sum())
     return Truth(
         ei=float(ei),
         ei_parts=float(e_mat.sum()),
@@ -324,4 +339,6 @@ def layer_truth(
         ei_grid=float(ei_fine),
         ei_coarse=None if ei_c is None else float(ei_c),
         grid_coarse=grid_coarse or None,
+        ei_parts_grid=float(e_fine.sum()),
+        ei_parts_coarse=parts_c,
     )

@@ -675,8 +675,9 @@ function createView(model, el) {
     inner.append(svgText(sc.x(0) + 4, 12, `${mLabel} = 0`, { class: "cw-annot" }));
     // diagonal labels placed where the diagonals leave the plot's upper edge
     const yTop = sc.y.domain[1];
-    if (sc.x(yTop) < w - 30) inner.append(svgText(sc.x(yTop) - 4, 24, "degeneracy = 0", { class: "cw-annot", "text-anchor": "end" }));
-    if (sc.x(-yTop) > 30) inner.append(svgText(sc.x(-yTop) + 4, 24, "sensitivity = 0", { class: "cw-annot" }));
+    // only where the end-anchored label (~90 px) fits inside the plot
+    if (sc.x(yTop) < w - 30 && sc.x(yTop) > 95) inner.append(svgText(sc.x(yTop) - 4, 24, "degeneracy = 0", { class: "cw-annot", "text-anchor": "end" }));
+    if (sc.x(-yTop) > 30 && sc.x(-yTop) < w - 95) inner.append(svgText(sc.x(-yTop) + 4, 24, "sensitivity = 0", { class: "cw-annot" }));
 
     g.append(svgText(w / 2, hgt + 34, `${mLabel} / √2  = (S − D) / √2   [bits]`, { class: "cw-axis-label", "text-anchor": "middle" }));
     g.append(svgText(-hgt / 2, -40, "(S + D) / √2   [bits]", { class: "cw-axis-label", "text-anchor": "middle", transform: "rotate(-90)" }));

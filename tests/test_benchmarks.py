@@ -208,8 +208,10 @@ def test_floor_rejects_unknown_method():
 
 
 def test_whole_budget_plans():
-    assert run.whole_budget(5, 8, 10**6) == {"cells": "all", "points_per_cell": 30}
-    assert run.whole_budget(25, 8, 10**6) == {"cells": 62500, "points_per_cell": 16}
+    # measure_layer's own default: all cells up to 2**14 of them, else sampled cells of 16
+    assert run.whole_budget(4, 8, 10**6) == {"cells": "all", "points_per_cell": 244}
+    assert run.whole_budget(5, 8, 10**6) == {"cells": 62500, "points_per_cell": 16}
+    assert run.whole_budget(4, 8, 4000) == {"cells": 250, "points_per_cell": 16}
 
 
 def test_make_layer_is_seeded_and_scaled():
@@ -290,6 +292,6 @@ def test_cli_render_from_json(tmp_path, capsys):
     assert run.main(["--render", "--json", str(js), "--docs", str(doc)]) == 0
     text = doc.read_text()
     assert ("| (1) paper measurement 2x2 (ours: 2e+03 whole-EI samples) | 1.5 (batch 20) | 0.01 "
-            "| 150x | >= 100x | yes |") in text
+            "| 150x | >= 100x, EI error <= deep-ei's | yes (speed; no EI reference) |") in text
     assert "| (2) sampled EI_parts 6x3 | 0.4 (batch 500) | 0.1 | 4.0x | >= 3x | yes |" in text
     assert "no reference" in text  # a layer without a truth says so instead of an error

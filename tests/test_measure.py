@@ -25,6 +25,17 @@ import causal_widgets as cw
 from causal_widgets.layer import layer_from_module
 from causal_widgets.measure import LayerResult, measure_layer
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread for this file (restored after): the layers here are small, and
+    on a shared 2-core machine more threads only contend (5-10x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 FRAME_COLUMNS = [
     "layer", "metric", "value", "ci_low", "ci_high", "method", "samples", "in_bins",
     "out_bins", "in_range", "out_range", "seed", "version",
@@ -467,6 +478,22 @@ def test_out_of_range_outputs_are_counted():
     assert any("beyond out_range" in w for w in ex.warnings), ex.warnings
 
 
+def test_finite_points_bias_is_flagged_and_widens_the_interval():
+    # large weights: a cell's 6 outputs take many values, so 64 points per cell leave
+    # H(Y | cell) biased low; with half the points EI comes out clearly higher
+    layer = _random_linear(25, 6, 1.5, nn.Sigmoid(), seed=0)
+    r = measure_layer(layer, in_range=(0, 1), metrics=["ei"], seed=1)
+    info = r.settings["whole_ei"]
+    assert info["points_per_cell"] == 64 and info["half_points_gap"] > 0.02
+    assert info["bias_allowance"] == info["half_points_gap"]
+    assert any("half the points per cell" in w for w in r.warnings), r.warnings
+    assert r.ei - r.ci["ei"][0] > r.ci["ei"][1] - r.ei + 0.02  # extended downwards only
+    # a layer whose cells barely spread their outputs shows no such bias
+    calm = measure_layer(_linear([[1.0, 0.0]], [0.0]), in_range=(0, 1), out_range=(0, 1),
+                         metrics=["ei"], bins=4)  # fmt: skip
+    assert calm.settings["whole_ei"]["bias_allowance"] == 0.0
+
+
 def test_cap_gives_warning_with_numbers():
     layer = _random_linear(25, 6, 0.2, nn.Sigmoid(), seed=0)
     r = measure_layer(layer, in_range=(0, 1), metrics=["ei"], tol=1e-4, max_samples=2**14)
@@ -599,3 +626,19 @@ def test_frame_concatenates_across_layers():
     ]  # fmt: skip
     f = pd.concat(rows, ignore_index=True)
     assert f.groupby("layer").size().to_dict() == {"l0": 3, "l1": 3}
+
+
+@pytest.mark.slow
+def test_whole_ei_ci_coverage_over_seeds():
+    # end to end (sampling + estimator + measure's plumbing): the reported 95 % CI of whole
+    # EI covers the integrated truth in roughly 95 % of seeds
+    w, b, kind, in_range, out_range = _WHOLE_CASES["2x2 sigmoid"]
+    coarse = _true_whole(w, b, kind, in_range, 8, out_range, 8, 256)
+    fine = _true_whole(w, b, kind, in_range, 8, out_range, 8, 512)
+    truth = fine[0] + (fine[0] - coarse[0]) / 3
+    layer = _linear(w, b, nn.Sigmoid())
+    hits = []
+    for seed in range(100):
+        r = measure_layer(layer, in_range=in_range, metrics=["ei"], points_per_cell=256, seed=seed)
+        hits.append(_inside(truth, r.ci["ei"]))
+    assert 0.88 <= np.mean(hits) <= 1.0, np.mean(hits)
