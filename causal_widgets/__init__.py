@@ -1,6 +1,6 @@
 """causal_widgets: the causal structure of a PyTorch network, measured and shown while it trains.
 
-Public API (the names below are the contract; each lives in one module, see docs/design.md):
+Public API (each name lives in one module, see docs/design.md):
 
 >>> import torch, causal_widgets as cw
 >>> layer = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sigmoid())
@@ -14,19 +14,18 @@ import importlib
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; imported on first use so `import causal_widgets` stays
-# light (the widgets pull in anywidget/bqplot only when a dashboard is made).
-_EXPORTS = {
-    "measure_layer": "measure",
-    "LayerResult": "measure",
-    "ei": "measure",
-    "ei_parts": "measure",
-    "sensitivity": "measure",
-    "measure": "graph",
-    "find_layers": "graph",
-    "Layer": "layer",
-    "Activation": "layer",
-    "layer_from_module": "layer",
+# The engine is imported eagerly, and `graph` last: importing the submodule
+# `causal_widgets.measure` binds that name on the package, and `cw.measure` must be
+# the function `graph.measure`.
+# isort: off
+from .layer import Activation, Layer, layer_from_module
+from .measure import LayerResult, ei, ei_parts, measure_layer, sensitivity
+from .graph import find_layers, measure
+# isort: on
+
+# The live parts are imported on first use, so `import causal_widgets` stays light
+# (anywidget and the worker thread machinery load only when a dashboard is made).
+_LAZY = {
     "Monitor": "monitor",
     "History": "store",
     "CausalDashboard": "widgets",
@@ -34,11 +33,28 @@ _EXPORTS = {
     "CausalDashboardCallback": "widgets",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "Activation",
+    "CausalDashboard",
+    "CausalDashboardCallback",
+    "History",
+    "Layer",
+    "LayerResult",
+    "Monitor",
+    "__version__",
+    "attach",
+    "ei",
+    "ei_parts",
+    "find_layers",
+    "layer_from_module",
+    "measure",
+    "measure_layer",
+    "sensitivity",
+]
 
 
 def __getattr__(name: str):
-    module = _EXPORTS.get(name)
+    module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'causal_widgets' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -117,22 +117,24 @@ def plot_causal_plane(
             ax.plot(g.x, g.y, ".", color=c, ms=3, alpha=0.6)
             ax.plot(g.x.iloc[0], g.y.iloc[0], "o", mfc="white", mec=c, ms=6)
             ax.plot(g.x.iloc[-1], g.y.iloc[-1], "s", color=c, ms=6)
-    lim = max(1e-3, float(np.nanmax(np.abs(coords[["x", "y"]].to_numpy())))) * 1.1 \
-        if len(coords) else 1.0
+    # each axis spans its own data (a trained layer's sensitivity can be ten times its EI,
+    # so equal scales would squeeze the plane into a strip); the diagonals mark the
+    # rotated S (y = x) and D (y = -x) axes
+    xs = np.append(coords.x.to_numpy(), 0.0) if len(coords) else np.array([-1.0, 1.0])
+    ys = np.append(coords.y.to_numpy(), 0.0) if len(coords) else np.array([-1.0, 1.0])
+    xr = max(float(xs.max() - xs.min()), 1e-3)
+    yr = max(float(ys.max() - ys.min()), 1e-3)
+    x_lim = (float(xs.min()) - 0.08 * xr, float(xs.max()) + 0.08 * xr)
+    y_lim = (float(ys.min()) - 0.06 * yr, float(ys.max()) + 0.06 * yr)
     ax.axvline(0.0, color="0.3", ls="--", lw=1, zorder=0)
-    t = np.array([-lim, lim])
-    ax.plot(t, t, color="0.85", lw=0.8, zorder=0)
-    ax.plot(t, -t, color="0.85", lw=0.8, zorder=0)
-    ax.text(0.7 * lim, 0.7 * lim, "sensitivity →", rotation=45, color="0.55", ha="center",
-            va="bottom", fontsize=8)
-    # the degeneracy axis (y = -x) grows towards the upper left; label its visible branch
-    ax.text(0.7 * lim, -0.7 * lim, "← degeneracy", rotation=-45, color="0.55", ha="center",
-            va="bottom", fontsize=8)
-    ax.text(0.02 * lim, -0.95 * lim, "EI nullcline", color="0.3", fontsize=8)
-    x_min = float(coords.x.min()) if len(coords) else -1.0
-    ax.set_xlim(min(-0.1 * lim, x_min - 0.05 * lim), lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal", adjustable="box")  # keep the 45-degree axes at 45 degrees
+    t = np.array([-1e6, 1e6])
+    ax.plot(t, t, color="0.8", lw=0.8, zorder=0)
+    ax.plot(t, -t, color="0.8", lw=0.8, zorder=0)
+    ax.set_xlim(*x_lim)
+    ax.set_ylim(*y_lim)
+    ax.text(1.0, -0.11, "dashed: EI nullcline · grey: sensitivity (y = x) and "
+            "degeneracy (y = −x) axes · ○ first, ■ last measurement",
+            transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.4")
     name = LABELS[metric]
     ax.set_xlabel(f"{name} / √2  (bits)")
     ax.set_ylabel(f"(2·sensitivity − {name}) / √2  (bits)")

@@ -7,9 +7,10 @@ so the measured layers are called ``fc1, fc2, ...``.
 
 Weights are drawn U(-1/sqrt(fan_in), 1/sqrt(fan_in)) from an explicit seeded
 ``torch.Generator`` (PyTorch's default ``Linear`` init has the same bound but uses the
-global RNG, which is left untouched here). Training: ``MSELoss(reduction="sum")`` against one-hot targets, plain SGD with
-lr 0.01, minibatches drawn by a seeded per-epoch shuffle; losses are reported per example
-(the squared error summed over outputs, averaged over examples).
+global RNG, which is left untouched here). Training: ``MSELoss(reduction="sum")`` against
+one-hot targets, plain SGD with lr 0.01, minibatches drawn by a seeded per-epoch shuffle;
+losses are reported per example (the squared error summed over outputs, averaged over
+examples).
 
 Example
 -------

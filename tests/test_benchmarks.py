@@ -250,11 +250,11 @@ def test_tiny_run_end_to_end(tmp_path):
     assert "| (4) exact EI_parts 20x8" in md
     assert "Machine:" in md and res["machine"]["torch"] in md
     doc = tmp_path / "bench.md"
-    doc.write_text(f"# Title\n\nprose\n\n{run.BEGIN}\nold\n{run.END}\n\nafter\n")
+    doc.write_text(f"# Title\n\nprose\n\n{run.BEGIN}\nSTALE-RESULTS\n{run.END}\n\nafter\n")
     run.write_docs(res, doc)
     text = doc.read_text()
     assert text.startswith("# Title\n\nprose") and text.rstrip().endswith("after")
-    assert "old" not in text and "| (3) whole EI 3x2 |" in text
+    assert "STALE-RESULTS" not in text and "| (3) whole EI 3x2 |" in text
     # the reference integral is cached by the exact weights: a second lookup hits the cache
     cache = tmp_path / "truth.json"
     w = run.make_layer(2, 2)[0].weight.detach().double().numpy()
