@@ -324,12 +324,17 @@ def train_run(
     batches = torch.Generator().manual_seed(_seed(cfg.seed, run, 2))
     history = History.open(hist_path, settings={**cfg.to_dict(), "run": run})
     start = 0
+    pending: dict[int, dict[str, float]] = {}  # scalars not yet in a saved history
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         batches.set_state(state["batches"])
         start = int(state["epoch"])
+        # scalars recorded after the history's last save travel in the checkpoint
+        pending = {int(e): dict(sc) for e, sc in state.get("pending", {}).items()}
+        for e, sc in pending.items():
+            history.add_scalars(e, **sc)
         if state.get("finished"):
             return history
         log(f"run {run}: resuming at epoch {start} "
@@ -343,13 +348,16 @@ def train_run(
             scalars = dict(loss=loss, accuracy=acc, test_loss=test_loss,
                            test_accuracy=test_acc)
             history.add_scalars(epoch, **scalars)
+            pending[epoch] = scalars
             finished = epoch == cfg.epochs
             if epoch % cfg.every == 0 or finished:
-                # checkpoint first: the state *before* this epoch's updates
+                # checkpoint first: the state *before* this epoch's updates, with the
+                # scalars since the last history save (a kill before the next save
+                # must not lose them: training resumes from here, after those epochs)
                 _atomic_torch_save(
                     {"epoch": epoch, "model": model.state_dict(),
                      "optimizer": optimizer.state_dict(), "batches": batches.get_state(),
-                     "finished": False, "config": cfg.to_dict()},
+                     "finished": False, "config": cfg.to_dict(), "pending": pending},
                     ckpt_path,
                 )
             if epoch % cfg.every == 0 and not finished:
@@ -363,6 +371,7 @@ def train_run(
                 for name, res in results.items():
                     history.add_result(epoch, name, res, scalars)
                 history.save(hist_path)
+                pending = {}
             if finished:
                 break
             train_epoch(model, optimizer, ds.x_train, targets, cfg.batch_size, batches)

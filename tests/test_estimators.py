@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import causal_widgets.estimators as est_mod
 from causal_widgets.estimators import (
     PairwiseMI,
     WholeEI,
@@ -432,6 +433,65 @@ def test_whole_chunks_and_merge():
     for x, z in zip(r1.input_nodes + r1.output_nodes, r3.input_nodes + r3.output_nodes):
         assert x.value == pytest.approx(z.value, abs=1e-12)
     assert a.samples == 2000 * m and a.cells_seen == 2000
+
+
+def test_whole_within_cell_entropy_is_grassberger_and_less_biased():
+    """Y independent of X (truth EI = 0), 16 output tuples, 16 points per cell: the
+    within-cell entropies are undersampled. EI must equal H(Y) - mean Grassberger H(Y |
+    cell) computed here from the public helpers, and be far less biased than the
+    Miller-Madow version (~0.37 bits here)."""
+    g = gen(21)
+    c, m = 2000, 16
+    cells = torch.randint(0, 4, (c, 3), generator=g)
+    y = torch.randint(0, 4, (c, m, 2), generator=g)
+    est = WholeEI(3, 2, 4, 8, input_nodes=False)
+    est.update(cells, y)
+    r = est.compute()
+    cnt = torch.zeros(c, 64, dtype=torch.float64)
+    cnt.scatter_add_(1, y[..., 0] * 8 + y[..., 1], torch.ones(c, m, dtype=torch.float64))
+    h_y = float(entropy_miller_madow_bits(cnt.sum(0)))
+    via_gr = h_y - float(entropy_grassberger_bits(cnt).mean())
+    via_mm = h_y - float(entropy_miller_madow_bits(cnt).mean())
+    assert r.ei.value == pytest.approx(via_gr, abs=2e-3)
+    assert via_mm > 0.3 and abs(r.ei.value) < 0.05
+    assert r.ei.ci_low <= 0.0 <= r.ei.ci_high
+    # fewer points per cell: more bias, so the half-points EI is clearly higher
+    assert r.ei_half_points > r.ei.value + 0.1
+
+
+@pytest.mark.parametrize("exhaustive", [True, False])
+def test_whole_fast_paths_match_general_path(exhaustive, monkeypatch):
+    """The pairwise per-cell histograms (no sort), the dense code table and dense H(Y)
+    sums, and skipping output nodes give exactly the results of the general path."""
+    n, b, m = 3, 4, 16
+    g = gen(22)
+    cells = all_cells(n, b) if exhaustive else torch.randint(0, b, (1500, n), generator=g)
+    y = torch.cat(
+        [mean_layer(cells, m, b, g), torch.randint(0, 3, (cells.shape[0], m, 1), generator=g)],
+        -1,
+    )
+
+    def run(**kw):
+        est = WholeEI(n, 2, b, b, exhaustive=exhaustive, **kw)
+        for s in range(0, cells.shape[0], 500):
+            est.update(cells[s : s + 500], y[s : s + 500])
+        return est.compute()
+
+    fast = run(input_nodes=False, output_nodes=False)
+    general = run(input_nodes=True)  # the sort path (input nodes need per-value runs)
+    monkeypatch.setattr(est_mod, "_DENSE_SPACE", 0)  # sparse codes and sums
+    monkeypatch.setattr(est_mod, "_PAIRWISE_M", 0)
+    sparse = run(input_nodes=False)
+    assert fast.output_nodes == [] and fast.input_nodes == []
+    assert len(general.output_nodes) == 2 and len(general.input_nodes) == n
+    for other in (general, sparse):
+        assert fast.ei.value == pytest.approx(other.ei.value, abs=1e-12)
+        assert fast.ei.ci_low == pytest.approx(other.ei.ci_low, abs=1e-12)
+        assert fast.ei.plugin == pytest.approx(other.ei.plugin, abs=1e-12)
+        assert fast.ei_half_points == pytest.approx(other.ei_half_points, abs=1e-12)
+    for a, c in zip(general.output_nodes, sparse.output_nodes):
+        assert a.value == pytest.approx(c.value, abs=1e-12)
+    assert math.isfinite(fast.ei_half_points)
 
 
 def test_whole_exhaustive_pools_points_across_updates():

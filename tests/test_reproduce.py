@@ -297,3 +297,28 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert final["finished"] and final["epoch"] == 150
     for name, value in model.state_dict().items():
         assert torch.equal(final["model"][name], value), name
+
+
+def test_interrupt_between_checkpoint_and_history_save(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the riskiest moment: the checkpoint of epoch 20 is written, the measurement (and so the
+    # history save) never happens; the scalars of epochs 11-19 live only in the checkpoint
+    cfg = rp.make_config("iris", epochs=40, every=10, runs=1, samples=2048)
+    real = rp.measure_model
+
+    def interrupted(model, example, cfg_, seed, skip=None):
+        if interrupted.calls == 2:
+            raise KeyboardInterrupt
+        interrupted.calls += 1
+        return real(model, example, cfg_, seed, skip)
+
+    interrupted.calls = 0
+    monkeypatch.setattr(rp, "measure_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rp.run_experiment(cfg, tmp_path, progress=False, figures=False, log=lambda s: None)
+    monkeypatch.setattr(rp, "measure_model", real)
+    res = rp.run_experiment(cfg, tmp_path, progress=False, figures=False, log=lambda s: None)
+    sca = pd.read_parquet(tmp_path / "scalars.parquet")
+    assert sorted(sca.epoch) == list(range(41))
+    assert sorted(res.epoch.unique()) == [0, 10, 20, 30]
+    assert not res.duplicated(["run", "epoch", "layer", "metric"]).any()
