@@ -74,11 +74,14 @@ def bin_index(values: torch.Tensor, value_range: Range, bins: int) -> tuple[torc
     (they are clipped into the edge bins). NaN values raise ``ValueError``.
     """
     lo, hi = value_range
-    scaled = (values.to(torch.float64) - lo) * (bins / (hi - lo))
+    # float32 outputs are binned in float32 (a 1e-7 relative shift of an edge is far below
+    # any estimator's resolution, and it is ~25 % cheaper); half precision is widened.
+    dtype = values.dtype if values.dtype in (torch.float32, torch.float64) else torch.float32
+    scaled = (values.to(dtype) - lo) * (bins / (hi - lo))
     if torch.isnan(scaled).any():
         raise ValueError(
             "a layer produced NaN outputs: check the model's weights and inputs for NaN/inf."
         )
-    outside = int(((values < lo) | (values > hi)).sum())
-    index = torch.floor(scaled).clamp_(0, bins - 1).to(torch.int64)
+    outside = int(((scaled < 0) | (scaled > bins)).sum())
+    index = scaled.floor_().clamp_(0, bins - 1).to(torch.int64)
     return index, outside

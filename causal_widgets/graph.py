@@ -68,7 +68,9 @@ import copy
 import difflib
 import math
 import operator
+import threading
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -214,8 +216,35 @@ def _tensor_info(t) -> _Info | None:
     return _Info(tuple(int(s) for s in v.shape[1:]), float(v.min()), float(v.max()))
 
 
+# torch.fx's symbolic tracing patches nn.Module.__call__ / __getattr__ *process-wide* while it
+# runs, so a trace in the dashboard's worker thread would break the training thread's own
+# forward passes. Each model is therefore traced once (the monitor does it on the caller's
+# thread) and its GraphModule reused: it holds the model's own submodules and parameters,
+# so later weights (loaded in place) are seen without tracing again.
+_FX_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FX_LOCK = threading.Lock()
+
+
+def _module_structure(model: nn.Module) -> tuple:
+    return tuple((name, type(m)) for name, m in model.named_modules()) + tuple(
+        (name, tuple(p.shape)) for name, p in model.named_parameters()
+    )
+
+
+def traced(model: nn.Module) -> fx.GraphModule:
+    """``torch.fx.symbolic_trace(model)``, cached per model object and module structure."""
+    structure = _module_structure(model)
+    with _FX_LOCK:
+        hit = _FX_CACHE.get(model)
+        if hit is not None and hit[0] == structure:
+            return hit[1]
+        gm = fx.symbolic_trace(model)
+        _FX_CACHE[model] = (structure, gm)
+        return gm
+
+
 def _trace_fx(model: nn.Module, x: torch.Tensor) -> _Net:
-    gm = fx.symbolic_trace(model)
+    gm = traced(model)
     info: dict[fx.Node, _Info] = {}
 
     class _Probe(fx.Interpreter):

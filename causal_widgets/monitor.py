@@ -148,6 +148,22 @@ def _private_copy(model: nn.Module, device: torch.device) -> nn.Module:
     return twin.to(device).eval().requires_grad_(False)
 
 
+def _warm_trace(model: nn.Module) -> None:
+    """Trace the private copy with torch.fx now, on the caller's thread.
+
+    Tracing patches ``nn.Module.__call__`` process-wide while it runs; done in the worker
+    it could break the training loop's forward passes. graph caches the trace, so the
+    worker never traces this model again. Models fx cannot trace fall back to forward hooks
+    on the private copy, which touch nothing global.
+    """
+    from .graph import traced
+
+    try:
+        traced(model)
+    except Exception:  # noqa: BLE001 - untraceable models use the hook fallback later
+        pass
+
+
 def _signature(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple:
     """What must match for a snapshot to load into the private model: shapes and module types."""
     return (
@@ -317,6 +333,7 @@ class Monitor:
 
         self._source = model
         self._model = _private_copy(model, self.device)
+        _warm_trace(self._model)
         self._example = _to_device(example_input, self.device)
         if self.device.type == "cuda":
             # the copies above ran on this thread's stream; the worker uses its own
@@ -381,6 +398,7 @@ class Monitor:
                 # the structure changed: the private model cannot load this state, so
                 # ship a fresh copy (rare; costs a deepcopy once)
                 snap.model = _private_copy(self._source, self.device)
+                _warm_trace(snap.model)
                 self._last_signature = sig
             else:
                 # non-tensor entries are modules' extra state (get_extra_state)

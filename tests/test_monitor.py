@@ -518,3 +518,38 @@ def test_gpu_snapshots_on_a_side_stream_match_the_weights():
         for name in ("0", "2", "4"):
             got = mon.history.matrix(epoch, name)["ei_parts"]
             np.testing.assert_allclose(got, expected(states[epoch], name), rtol=0, atol=1e-7)
+
+
+def test_worker_never_traces_with_fx_while_training_runs(monkeypatch):
+    """torch.fx tracing patches nn.Module.__call__ process-wide; the worker must not trace.
+
+    The model is traced once on the caller's thread (at construction); afterwards every
+    snapshot reuses that trace, so a symbolic_trace call from the worker thread fails this test.
+    """
+    import threading
+
+    import causal_widgets.graph as graph
+
+    model = nn.Sequential(nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 3), nn.Sigmoid())
+    x = torch.rand(16, 4, generator=torch.Generator().manual_seed(0))
+    traced_from = []
+    real = graph.fx.symbolic_trace
+
+    def spy(*args, **kwargs):
+        traced_from.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(graph.fx, "symbolic_trace", spy)
+    main = threading.current_thread().name
+    mon = Monitor(model, x, in_range=(0, 1), drop_stale=False, cells=64, points_per_cell=8)
+    try:
+        for epoch in range(4):
+            with torch.no_grad():
+                model[0].weight.mul_(1.1)
+            mon.record(epoch)
+        mon.wait(timeout=120)
+    finally:
+        mon.close()
+    assert traced_from and set(traced_from) == {main}
+    assert mon.history.epochs() == [0, 1, 2, 3]
+    assert not mon.history.errors()
