@@ -385,7 +385,7 @@ def render(report: dict[str, Any]) -> str:
     a = report["args"]
     lines = [
         f"Run on {report['started']} (commit `{report['machine']['commit']}`), engine settings "
-        f"`{a['settings']}`, torch threads {report['machine']['torch_threads']}, "
+        f"`{a['settings']}`, torch threads {report['machine'].get('torch_threads')}, "
         f"{a['trials']} trials per arm (alternating order), medians. Slowdown: ratio of the "
         "arms' medians, and in brackets the median of the per-trial (back-to-back) ratios; "
         "the target counts as met only if both are under 10 %.",
