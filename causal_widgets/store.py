@@ -150,11 +150,17 @@ class History:
         self._dropped: list[int] = []
         self.settings: dict[str, Any] = dict(settings or {})
         self._revision = 0
+        # results_revision moves only when results, errors, drops or layers change (not on
+        # every epoch's loss), so readers can skip rebuilding result-derived views
+        self._results_revision = 0
+        self._results_cache: tuple[int, pd.DataFrame] | None = None
         self._tuple_columns: set[str] = set()
 
     # ------------------------------------------------------------------ mutation
-    def _touch(self) -> None:
+    def _touch(self, results: bool = True) -> None:
         self._revision += 1
+        if results:
+            self._results_revision += 1
 
     def add_result(
         self,
@@ -205,7 +211,8 @@ class History:
         clean = _check_scalars(scalars)
         with self._lock:
             self._scalars.setdefault(epoch, {}).update(clean)
-            self._touch()
+            # the tidy frame carries scalars only on measured epochs
+            self._touch(results=any(k[0] == epoch for k in self._results))
 
     def add_error(self, epoch: int | None, layer: str | None, message: str) -> None:
         """Record that measuring ``layer`` at ``epoch`` failed (``layer=None``: the whole model)."""
@@ -247,6 +254,12 @@ class History:
         with self._lock:
             return self._revision
 
+    @property
+    def results_revision(self) -> int:
+        """Like :attr:`revision`, but only results, errors, drops and layers move it."""
+        with self._lock:
+            return self._results_revision
+
     def frame(self) -> pd.DataFrame:
         """The tidy results: one row per (epoch, layer, metric) + the epoch's recorded scalars.
 
@@ -256,11 +269,21 @@ class History:
         the order the layers were measured.
         """
         with self._lock:
-            keys = sorted(self._results, key=lambda k: k[0])  # stable: keeps layer order
-            parts = [self._results[k].assign(epoch=k[0]) for k in keys]
+            cache = self._results_cache
+            if cache is not None and cache[0] == self._results_revision:
+                parts = None
+            else:
+                keys = sorted(self._results, key=lambda k: k[0])  # stable: keeps layer order
+                parts = [self._results[k].assign(epoch=k[0]) for k in keys]
+            revision = self._results_revision
             scalars = self._scalars_frame_locked()
-        if parts:
+        if parts is None:
+            # concatenating thousands of small frames dominates on long runs: reuse it
+            df = cache[1].copy()
+        elif parts:
             df = pd.concat(parts, ignore_index=True)
+            with self._lock:
+                self._results_cache = (revision, df.copy())
         else:
             df = pd.DataFrame({c: pd.Series(dtype=object) for c in TIDY_COLUMNS})
             df["epoch"] = pd.Series(dtype="int64")

@@ -337,6 +337,7 @@ class CausalDashboard(anywidget.AnyWidget):
         self._lock = threading.RLock()
         self._push_lock = threading.Lock()
         self._revision: int | None = None
+        self._results_revision: int | None = None
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -527,6 +528,20 @@ class CausalDashboard(anywidget.AnyWidget):
         )
         return _jsonable(st)
 
+    @staticmethod
+    def _scalars_payload(hist: Any) -> dict[str, list]:
+        """The loss/accuracy series for the front-end: epoch + one list per scalar."""
+        scal = hist.scalars()
+        payload: dict[str, list] = {}
+        if scal is not None and not scal.empty and "epoch" in scal.columns:
+            scal = scal.sort_values("epoch")
+            payload["epoch"] = [int(e) for e in scal["epoch"]]
+            for c in scal.columns:
+                if c != "epoch" and pd.api.types.is_numeric_dtype(scal[c]):
+                    # loss/accuracy keep full precision: their scale is the user's, not bits
+                    payload[str(c)] = _clean(scal[c].to_numpy(dtype=np.float64), decimals=None)
+        return payload
+
     def _push(self) -> None:
         """Recompute the synced traits from the history (any thread).
 
@@ -541,11 +556,24 @@ class CausalDashboard(anywidget.AnyWidget):
                 return
             # read the revision first: anything landing after it triggers another push
             revision = getattr(hist, "revision", None)
+            results_revision = getattr(hist, "results_revision", None)
             if revision is not None and revision == self._revision:
                 # nothing new in the history: only the status line may have moved
                 status = self._status_payload(list(self.epochs))
                 with self._lock:
                     self.status = status
+                return
+            if results_revision is not None and results_revision == self._results_revision:
+                # only scalars (the loss curve) moved: the plane, layers and heatmap stand.
+                # This is the common case while training records every epoch, and skipping
+                # the frame rebuild keeps this thread from holding the GIL against training.
+                scalars_payload = self._scalars_payload(hist)
+                status = self._status_payload(list(self.epochs))
+                with self._lock, self.hold_sync():
+                    self.scalars = scalars_payload
+                    self.status = status
+                self._revision = revision
+                self._last_push = time.monotonic()
                 return
             frame = hist.frame()
             plane = plane_payload(frame)
@@ -564,17 +592,7 @@ class CausalDashboard(anywidget.AnyWidget):
             for name in plane:
                 if name not in seen:
                     layer_list.append({"name": name, "n_in": None, "n_out": None, "kind": ""})
-            scal = hist.scalars()
-            scalars_payload: dict[str, list] = {}
-            if scal is not None and not scal.empty and "epoch" in scal.columns:
-                scal = scal.sort_values("epoch")
-                scalars_payload["epoch"] = [int(e) for e in scal["epoch"]]
-                for c in scal.columns:
-                    if c != "epoch" and pd.api.types.is_numeric_dtype(scal[c]):
-                        # loss/accuracy keep full precision: their scale is the user's, not bits
-                        scalars_payload[str(c)] = _clean(
-                            scal[c].to_numpy(dtype=np.float64), decimals=None
-                        )
+            scalars_payload = self._scalars_payload(hist)
             errors = [_jsonable(dict(e)) for e in hist.errors()]
             with self._lock, self.hold_sync():
                 self.layers = layer_list
@@ -595,6 +613,7 @@ class CausalDashboard(anywidget.AnyWidget):
                 self._refresh_heatmap(force=False)
                 self._refresh_edge_history()
             self._revision = revision
+            self._results_revision = results_revision
         cost = time.monotonic() - t0
         self._last_push = time.monotonic()
         self._min_interval = max(_MIN_INTERVAL, 5.0 * cost)

@@ -320,3 +320,23 @@ def test_thread_safety_smoke(tmp_path: Path):
     assert len(h.errors()) == n_threads * 5 and len(h.dropped()) == n_threads * 5
     h.save(tmp_path / "final")
     assert len(History.load(tmp_path / "final").frame()) == total * 5
+
+
+def test_results_revision_ignores_loss_of_unmeasured_epochs_and_frame_cache_stays_current():
+    rng = np.random.default_rng(9)
+    h = History()
+    h.add_result(0, "a", FakeResult(rng, 2, 2), {"loss": 1.0})
+    first = h.frame()
+    rr = h.results_revision
+    h.add_scalars(1, loss=0.5)  # an unmeasured epoch: the results view is unchanged
+    assert h.results_revision == rr and h.revision > 0
+    pd.testing.assert_frame_equal(h.frame(), first)
+    h.add_scalars(0, loss=0.25)  # a measured epoch: its rows carry the new loss
+    assert h.results_revision > rr
+    assert set(h.frame()["loss"]) == {0.25}
+    h.add_result(1, "a", FakeResult(rng, 2, 2))
+    assert sorted(set(h.frame()["epoch"])) == [0, 1]
+    # the cached frame is not shared with callers
+    f = h.frame()
+    f.loc[:, "value"] = 99.0
+    assert (h.frame()["value"] != 99.0).any()
