@@ -78,6 +78,9 @@ from .store import History, _check_epoch, _jsonable
 
 #: seconds an idle worker sleeps between checks that its Monitor still exists
 _IDLE_POLL_S = 0.5
+# training counts as running while record() was called within this many seconds; only then
+# does the worker hold back to its duty cycle
+_ACTIVE_S = 2.0
 
 
 def _find_layers(model: nn.Module, example_input: Any, layers: Any, in_range: Any) -> list:
@@ -260,6 +263,16 @@ class Monitor:
         a directory: the history is saved there (atomically) after every snapshot.
     nice:
         CPU priority increment of the worker thread (see the module docstring).
+    duty:
+        while training is recording (a ``record()`` in the last 2 s), the worker is busy at
+        most this fraction of the time: after a layer that took ``t`` seconds it pauses
+        ``t (1 / duty - 1)``. Why: the estimators run partly in Python and hold the GIL,
+        which the training loop's many small torch calls must win back at every call; a
+        lower priority (``nice``) does not help with that. Measured on 2 cores, Iris
+        4-5-5-3 trained ~50 % slower with ``duty=1.0`` (see docs/benchmarks.md);
+        ``duty=1.0`` measures as fast as possible, lower values keep training faster and
+        the plane a little staler. Once training stops recording, measuring runs at full
+        speed.
     measure_fn:
         replaces :func:`causal_widgets.measure.measure_layer` (signature
         ``measure_fn(layer, **measure_kwargs) -> LayerResult``), e.g. for custom metrics.
@@ -282,6 +295,7 @@ class Monitor:
         history: History | None = None,
         autosave: str | os.PathLike | None = None,
         nice: int | None = 10,
+        duty: float = 0.2,
         measure_fn: Callable[..., Any] | None = None,
         **measure_kwargs: Any,
     ) -> None:
@@ -297,6 +311,11 @@ class Monitor:
             raise ValueError(
                 f"max_pending must be an int >= 1 (snapshots allowed to wait); got "
                 f"{max_pending!r}."
+            )
+        if isinstance(duty, bool) or not isinstance(duty, (int, float)) or not 0 < duty <= 1:
+            raise ValueError(
+                f"duty must be a fraction in (0, 1] (the share of time the worker may be busy "
+                f"while training records); got {duty!r}."
             )
         if on_update is not None and not callable(on_update):
             raise TypeError(f"on_update must be callable with no arguments; got {on_update!r}.")
@@ -316,6 +335,8 @@ class Monitor:
         self._measure_fn = measure_fn
         self._autosave = None if autosave is None else Path(autosave)
         self._nice = nice
+        self.duty = float(duty)
+        self._last_record = float("-inf")
 
         in_range = measure_kwargs.pop("in_range", None)
         if in_range is None:
@@ -387,6 +408,7 @@ class Monitor:
         if self._stop:
             raise RuntimeError("this Monitor is closed: create a new one to keep measuring.")
         self.history.add_scalars(epoch, **scalars)
+        self._last_record = time.monotonic()
         if epoch % self.every != 0:
             self._notify()
             return
@@ -561,6 +583,7 @@ class Monitor:
                         self.history.add_error(epoch, name, problem)
                         self._notify()
                         continue
+                    started = time.monotonic()
                     try:
                         result = self._measure(layer)
                     except Exception as err:  # noqa: BLE001 - reported, the worker goes on
@@ -570,6 +593,7 @@ class Monitor:
                         with self._cond:
                             self._n_measured += 1
                     self._notify()
+                    self._hold_back(time.monotonic() - started)
         except Exception as err:  # noqa: BLE001 - never let the worker die
             self.history.add_error(
                 epoch, None, f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
@@ -646,6 +670,17 @@ class Monitor:
                 "changed model."
             )))
         return out
+
+    def _hold_back(self, busy: float) -> None:
+        """Pause ``busy * (1/duty - 1)`` s while training is recording (see ``duty``)."""
+        if self.duty >= 1.0:
+            return
+        until = time.monotonic() + busy * (1.0 / self.duty - 1.0)
+        while not self._stop:
+            now = time.monotonic()
+            if now >= until or now - self._last_record > _ACTIVE_S:
+                return
+            time.sleep(min(0.05, until - now))
 
     def _measure(self, layer: Any) -> Any:
         kwargs = dict(self.measure_kwargs)

@@ -62,6 +62,9 @@ PLANE_METRICS = ("ei", "ei_parts", "sensitivity", "degeneracy")
 _DECIMALS = 6
 
 _MIN_INTERVAL = 0.2
+# while only the loss curve moves (training records every epoch, no result landed), refresh
+# it at most twice a second: each refresh holds the GIL against the training loop
+_SCALARS_INTERVAL = 0.5
 
 
 def _clean(values: Any, decimals: int | None = _DECIMALS) -> list:
@@ -574,6 +577,7 @@ class CausalDashboard(anywidget.AnyWidget):
                     self.status = status
                 self._revision = revision
                 self._last_push = time.monotonic()
+                self._min_interval = max(self._min_interval, _SCALARS_INTERVAL)
                 return
             frame = hist.frame()
             plane = plane_payload(frame)
