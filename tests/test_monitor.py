@@ -553,3 +553,41 @@ def test_worker_never_traces_with_fx_while_training_runs(monkeypatch):
     assert traced_from and set(traced_from) == {main}
     assert mon.history.epochs() == [0, 1, 2, 3]
     assert not mon.history.errors()
+
+
+def test_duty_cycle_pauses_only_while_training_records(monkeypatch):
+    """After a layer that kept the worker busy t s it pauses t (1/duty - 1) s, but only while
+    record() was called recently; a fake clock makes this exact."""
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sigmoid())
+    mon = Monitor(model, torch.rand(4, 2), in_range=(0, 1), duty=0.2)
+    clock = {"now": 100.0}
+    slept = []
+
+    def fake_sleep(dt):
+        slept.append(dt)
+        clock["now"] += dt
+
+    monkeypatch.setattr(monitor_mod.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(monitor_mod.time, "sleep", fake_sleep)
+    try:
+        mon._last_record = clock["now"]  # training just recorded
+        mon._hold_back(0.1)
+        # 0.1 * (1/0.2 - 1) = 0.4 s, unless training went quiet for 2 s first (it did not)
+        assert sum(slept) == pytest.approx(0.4)
+        slept.clear()
+        mon._last_record = clock["now"] - 10.0  # training stopped recording: full speed
+        mon._hold_back(0.1)
+        assert slept == []
+        mon.duty = 1.0
+        mon._last_record = clock["now"]
+        mon._hold_back(0.1)
+        assert slept == []
+    finally:
+        monkeypatch.undo()
+        mon.close()
+
+
+@pytest.mark.parametrize("duty", [0, -0.5, 1.5, True, "half"])
+def test_duty_must_be_a_fraction(duty):
+    with pytest.raises(ValueError, match="duty"):
+        Monitor(nn.Linear(2, 2), torch.rand(4, 2), in_range=(0, 1), duty=duty)
