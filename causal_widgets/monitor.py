@@ -271,8 +271,8 @@ class Monitor:
         lower priority (``nice``) does not help with that. Measured on 2 cores, Iris
         4-5-5-3 trained ~50 % slower with ``duty=1.0`` (see docs/benchmarks.md);
         ``duty=1.0`` measures as fast as possible, lower values keep training faster and
-        the plane a little staler. Once training stops recording, measuring runs at full
-        speed.
+        the plane a little staler. Once training stops recording, or while someone is in
+        :meth:`wait`, measuring runs at full speed.
     measure_fn:
         replaces :func:`causal_widgets.measure.measure_layer` (signature
         ``measure_fn(layer, **measure_kwargs) -> LayerResult``), e.g. for custom metrics.
@@ -337,6 +337,7 @@ class Monitor:
         self._nice = nice
         self.duty = float(duty)
         self._last_record = float("-inf")
+        self._waiting = 0  # callers blocked in wait(): no duty cycle meanwhile
 
         in_range = measure_kwargs.pop("in_range", None)
         if in_range is None:
@@ -457,6 +458,16 @@ class Monitor:
         Raises ``TimeoutError`` (with what is still pending) after ``timeout`` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + float(timeout)
+        # nobody trains while the caller waits: the worker may run at full speed
+        with self._cond:
+            self._waiting += 1
+        try:
+            self._wait_locked(deadline, timeout)
+        finally:
+            with self._cond:
+                self._waiting -= 1
+
+    def _wait_locked(self, deadline: float | None, timeout: float | None) -> None:
         with self._cond:
             while self._queue or self._running is not None:
                 if not self._thread.is_alive():
@@ -678,7 +689,7 @@ class Monitor:
         until = time.monotonic() + busy * (1.0 / self.duty - 1.0)
         while not self._stop:
             now = time.monotonic()
-            if now >= until or now - self._last_record > _ACTIVE_S:
+            if now >= until or now - self._last_record > _ACTIVE_S or self._waiting:
                 return
             time.sleep(min(0.05, until - now))
 

@@ -578,8 +578,12 @@ def test_duty_cycle_pauses_only_while_training_records(monkeypatch):
         mon._last_record = clock["now"] - 10.0  # training stopped recording: full speed
         mon._hold_back(0.1)
         assert slept == []
-        mon.duty = 1.0
         mon._last_record = clock["now"]
+        mon._waiting = 1  # the caller is blocked in wait(): nobody is training
+        mon._hold_back(0.1)
+        assert slept == []
+        mon._waiting = 0
+        mon.duty = 1.0
         mon._hold_back(0.1)
         assert slept == []
     finally:
