@@ -143,6 +143,9 @@ class History:
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         self._lock = threading.RLock()
         self._results: dict[tuple[int, str], pd.DataFrame] = {}
+        # epochs with at least one result (results are only ever added or replaced); kept
+        # so record() -> add_scalars need not scan every result on long runs
+        self._measured_epochs: set[int] = set()
         self._matrices: dict[tuple[int, str], dict[str, Any]] = {}
         self._scalars: dict[int, dict[str, float]] = {}
         self._layers: list[dict[str, Any]] = []
@@ -198,6 +201,7 @@ class History:
         clean = _check_scalars(scalars or {})
         with self._lock:
             self._results[(epoch, layer_name)] = rows
+            self._measured_epochs.add(epoch)
             self._matrices[(epoch, layer_name)] = mats
             self._scalars.setdefault(epoch, {}).update(clean)
             self._touch()
@@ -212,7 +216,7 @@ class History:
         with self._lock:
             self._scalars.setdefault(epoch, {}).update(clean)
             # the tidy frame carries scalars only on measured epochs
-            self._touch(results=any(k[0] == epoch for k in self._results))
+            self._touch(results=epoch in self._measured_epochs)
 
     def add_error(self, epoch: int | None, layer: str | None, message: str) -> None:
         """Record that measuring ``layer`` at ``epoch`` failed (``layer=None``: the whole model)."""
@@ -340,7 +344,7 @@ class History:
     def epochs(self) -> list[int]:
         """Sorted epochs with at least one measured layer."""
         with self._lock:
-            return sorted({e for e, _ in self._results})
+            return sorted(self._measured_epochs)
 
     def done(self) -> set[tuple[int, str]]:
         """The finished ``(epoch, layer)`` pairs (what a resumed run can skip)."""
@@ -478,6 +482,7 @@ class History:
         }
         for key in sorted(groups, key=lambda k: (k[0], rank.get(k[1], len(rank)))):
             h._results[key] = groups[key]
+            h._measured_epochs.add(key[0])
             h._matrices[key] = {"ei_parts": None, "sensitivity": None, "nodes": None}
         for row in matrices.itertuples(index=False):
             key = (int(row.epoch), str(row.layer))
