@@ -102,27 +102,27 @@ def paper_measurement(
     return {"ei": float(vec), "ei_parts": float(parts), "sensitivity": float(sens)}
 
 
-def ei_parts(
-    net: nn.Sequential, *, samples: int, bins: int = 8, batch_size: int = 20, seed: int = 0
+def _sampled(
+    name: str, net: nn.Sequential, *, samples: int, bins: int, batch_size: int, seed: int
 ) -> float:
-    """deep-ei's sampled EI_parts (``ei_parts(samples=...)``), bits."""
+    """Call ``deep_ei.<name>(layer, topology, samples=...)`` unmodified, seeded; bits."""
     linear = net[0]
     with patched_deep_ei() as deep_ei:
         top = _topology(deep_ei, net, linear.in_features)
         torch.manual_seed(seed)
-        return float(
-            deep_ei.ei_parts(linear, top, samples=samples, batch_size=batch_size, **_kwargs(bins))
-        )
+        fn = getattr(deep_ei, name)
+        return float(fn(linear, top, samples=samples, batch_size=batch_size, **_kwargs(bins)))
+
+
+def ei_parts(
+    net: nn.Sequential, *, samples: int, bins: int = 8, batch_size: int = 20, seed: int = 0
+) -> float:
+    """deep-ei's sampled EI_parts (``ei_parts(samples=...)``), bits."""
+    return _sampled("ei_parts", net, samples=samples, bins=bins, batch_size=batch_size, seed=seed)
 
 
 def whole_ei(
     net: nn.Sequential, *, samples: int, bins: int = 8, batch_size: int = 20, seed: int = 0
 ) -> float:
     """deep-ei's whole-layer ("vector") EI (``ei(samples=...)``), bits."""
-    linear = net[0]
-    with patched_deep_ei() as deep_ei:
-        top = _topology(deep_ei, net, linear.in_features)
-        torch.manual_seed(seed)
-        return float(
-            deep_ei.ei(linear, top, samples=samples, batch_size=batch_size, **_kwargs(bins))
-        )
+    return _sampled("ei", net, samples=samples, bins=bins, batch_size=batch_size, seed=seed)

@@ -114,6 +114,16 @@ def chain(layers, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def assert_chain_computes_model(layers, model, x):
+    """The layers, applied in order, compute the model: by the dense form and by their own fn."""
+    with torch.no_grad():
+        expected = model(x)
+    torch.testing.assert_close(chain(layers, x), expected)
+    for layer in layers:
+        layer.extra["use_dense_forward"] = False
+    torch.testing.assert_close(chain(layers, x), expected)
+
+
 # --------------------------------------------------------------------------- discovery
 
 
@@ -134,13 +144,7 @@ def test_paper_mlp_discovery(sizes):
             layer.dense.weight, model[2 * k].weight.detach().double().numpy()
         )
         np.testing.assert_array_equal(layer.dense.bias, np.zeros(sizes[k + 1]))
-    with torch.no_grad():
-        expected = model(x)
-    torch.testing.assert_close(chain(layers, x), expected)
-    # the non-dense path (the layer's own fn) computes the same thing
-    for layer in layers:
-        layer.extra["use_dense_forward"] = False
-    torch.testing.assert_close(chain(layers, x), expected)
+    assert_chain_computes_model(layers, model, x)
 
 
 def test_functional_activations_are_absorbed():
@@ -153,12 +157,7 @@ def test_functional_activations_are_absorbed():
     assert layers[2].activation.slope == pytest.approx(0.2)
     assert all(layer.dense is not None for layer in layers)
     assert layers[0].out_range == (0.0, 1.0) and layers[3].out_range == (-1.0, 1.0)
-    with torch.no_grad():
-        expected = model(x)
-    torch.testing.assert_close(chain(layers, x), expected)
-    for layer in layers:
-        layer.extra["use_dense_forward"] = False
-    torch.testing.assert_close(chain(layers, x), expected)
+    assert_chain_computes_model(layers, model, x)
 
 
 def test_non_monotone_activation_is_sampled_only():
