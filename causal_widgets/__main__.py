@@ -1,4 +1,5 @@
-"""Command line: ``python -m causal_widgets reproduce {iris,digits,mnist,toy} --out DIR``.
+"""Command line: ``python -m causal_widgets reproduce {iris,digits,mnist,toy} --out DIR``
+and ``python -m causal_widgets sweep study.toml --out DIR``.
 
 Examples::
 
@@ -9,6 +10,9 @@ Examples::
     python -m causal_widgets reproduce digits --out runs/deep --layers 25,6,6,6,6,6,5
     python -m causal_widgets reproduce mnist --out runs/mnist --data-dir ~/data/mnist
     python -m causal_widgets reproduce toy --out runs/toy
+    python -m causal_widgets sweep study.toml --out runs/study          # local processes
+    python -m causal_widgets sweep --preset memorization --quick --out runs/mem
+    python -m causal_widgets sweep study.toml --out runs/study --ray auto  # a Ray cluster
 
 Rerunning the same command after an interruption resumes where it stopped.
 """
@@ -90,14 +94,41 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-progress", action="store_true", help="no progress bars")
     rep.add_argument("--no-figures", action="store_true",
                      help="skip drawing the figures (results and histories only)")
+
+    sw = sub.add_parser(
+        "sweep",
+        help="train and measure a grid of runs (a study), locally or on Ray",
+        description=(
+            "Train and measure every point of a study grid (TOML file, or --preset) into "
+            "--out as a partitioned Parquet dataset (results/run_id=.../). Failed or lost "
+            "runs are retried; rerunning resumes; Ctrl-C keeps everything finished."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sw.add_argument("study", nargs="?", help="the study file (TOML; see causal_widgets.study)")
+    sw.add_argument("--preset", choices=["memorization", "dropout", "depth"],
+                    help="a study for one of the paper's open questions instead of a file")
+    sw.add_argument("--out", required=True, type=Path, help="output directory")
+    sw.add_argument("--quick", action="store_true",
+                    help="the quick schedule (fewer epochs and seeds): minutes on a laptop")
+    sw.add_argument("--ray", nargs="?", const="local", metavar="auto|ADDRESS",
+                    help="run on Ray: 'auto' (a running cluster), host:port, or no value "
+                         "to start Ray on this machine")
+    sw.add_argument("--workers", type=_positive,
+                    help="local worker processes (default: one per CPU)")
+    sw.add_argument("--serial", action="store_true",
+                    help="one run after another in this process (no pool)")
+    sw.add_argument("--max-retries", type=int, default=2,
+                    help="resubmissions of a failed or lost run")
+    sw.add_argument("--no-figures", action="store_true", help="skip the study figures")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "reproduce":  # pragma: no cover - argparse enforces the choice
-        parser.error(f"unknown command {args.command!r}")
+    if args.command == "sweep":
+        return _sweep(parser, args)
     from . import reproduce as rp
 
     if args.data_dir is not None and args.experiment != "mnist":
@@ -127,6 +158,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .study import StudyError
+    from .sweeps import study_from_args, sweep
+
+    if args.ray is not None and (args.serial or args.workers):
+        parser.error("--ray runs on the cluster: drop --serial/--workers")
+    if args.max_retries < 0:
+        parser.error("--max-retries must be >= 0")
+    try:
+        study = study_from_args(args.study, args.preset, args.quick)
+        if args.ray is not None:
+            from .executors import RayExecutor
+
+            executor = RayExecutor(address=None if args.ray == "local" else args.ray)
+        else:
+            executor = "serial" if args.serial else "local"
+        data = sweep(study, args.out, executor=executor, workers=args.workers,
+                     max_retries=args.max_retries, figures=not args.no_figures)
+    except (StudyError, ValueError, FileNotFoundError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(f"{data!r}; dataset in {args.out / 'results'}")
     return 0
 
 

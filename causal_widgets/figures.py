@@ -332,3 +332,86 @@ def toy_figures(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     paths = save_figure(plot_edge_curves(results), out_dir, "edge_ei")
     paths += save_figure(plot_surfaces(results), out_dir, "surfaces_2to1")
     return paths
+
+
+# --------------------------------------------------------------------------- studies
+
+
+def plot_study_planes(data: Any, metric: str = "ei") -> Figure:
+    """One causal plane per configuration of a study: each layer's trajectory averaged over
+    seeds (line), +-1 standard deviation across seeds (error bars), first measurement o,
+    last one filled square. All panels share their axes, so configurations compare."""
+    summary = data.plane(metric)
+    groups = list(pd.unique(data.points["group"]))
+    groups = [g for g in groups if g in set(summary["group"])]
+    n = max(1, len(groups))
+    fig = Figure(figsize=(4.2 * n, 4.2))
+    axes = np.atleast_1d(fig.subplots(1, n, sharex=True, sharey=True))
+    layers = list(pd.unique(summary["layer"]))
+    colours = layer_colours(layers)
+    for ax, group in zip(axes, groups):
+        part = summary[summary.group == group]
+        for name in layers:
+            g = part[part.layer == name].sort_values("epoch")
+            if g.empty:
+                continue
+            c = colours[name]
+            ax.errorbar(g.x, g.y, xerr=g.x_sd, yerr=g.y_sd, color=c, lw=1.2, alpha=0.85,
+                        elinewidth=0.6, capsize=0, label=name)
+            ax.plot(g.x.iloc[0], g.y.iloc[0], "o", mfc="white", mec=c, ms=6)
+            ax.plot(g.x.iloc[-1], g.y.iloc[-1], "s", color=c, ms=6)
+        runs = int(part["n"].max()) if len(part) else 0
+        ax.set_title(f"{group}  ({runs} seed{'s' if runs != 1 else ''})", fontsize=10)
+        ax.axvline(0.0, color="0.3", ls="--", lw=1, zorder=0)
+        ax.grid(alpha=0.2)
+        ax.set_xlabel(f"{LABELS[metric]} / √2  (bits)")
+    axes[0].set_ylabel(f"(2·sensitivity − {LABELS[metric]}) / √2  (bits)")
+    axes[0].legend(title="layer", fontsize=8, loc="upper left")
+    fig.suptitle(f"{data.study.name}: causal plane, mean ± sd over seeds")
+    return fig
+
+
+def plot_study_series(data: Any, metric: str = "ei") -> Figure:
+    """Against epoch, one line per configuration (mean over seeds, band = +-1 sd):
+    training loss, test accuracy, and ``metric`` and sensitivity of the first and last layer."""
+    res, sca = data.results, data.scalars
+    groups = [g for g in pd.unique(data.points["group"]) if g in set(res["group"])]
+    layers = layer_order(res)
+    picks = [layers[0], layers[-1]] if len(layers) > 1 else layers
+    panels = [("loss", None), ("test_accuracy", None)] + [
+        (m, lay) for lay in picks for m in (metric, "sensitivity")]
+    fig = Figure(figsize=(3.6 * len(panels), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    cmap = matplotlib.colormaps["viridis"]
+    colours = {g: cmap(k / max(1, len(groups) - 1) * 0.9) for k, g in enumerate(groups)}
+    for ax, (what, layer) in zip(axes, panels):
+        if layer is None:
+            df = sca[["group", "run_id", "epoch", what]].rename(columns={what: "value"})
+            title = what.replace("_", " ")
+        else:
+            df = res[(res.layer == layer) & (res.metric == what)]
+            title = f"{layer}: {LABELS.get(what, what)} (bits)"
+        for group in groups:
+            g = df[df.group == group].groupby("epoch")["value"].agg(["mean", "std"])
+            g["std"] = g["std"].fillna(0.0)
+            c = colours[group]
+            ax.plot(g.index, g["mean"], color=c, lw=1.3, label=group)
+            ax.fill_between(g.index, g["mean"] - g["std"], g["mean"] + g["std"], color=c,
+                            alpha=0.2, lw=0)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.2)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{data.study.name}: mean ± sd over seeds")
+    fig.tight_layout()
+    return fig
+
+
+def study_figures(data: Any, out_dir: str | Path) -> list[Path]:
+    """The study's figures (PNG + SVG): causal planes per configuration, time series."""
+    paths = []
+    for metric in ("ei", "ei_parts"):
+        if metric in set(data.results["metric"]):
+            paths += save_figure(plot_study_planes(data, metric), out_dir, f"planes_{metric}")
+    paths += save_figure(plot_study_series(data), out_dir, "series")
+    return paths

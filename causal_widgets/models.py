@@ -64,19 +64,25 @@ def parse_layers(spec: str | Sequence[int]) -> list[int]:
 
 
 def make_mlp(
-    sizes: Sequence[int], activation: str = "sigmoid", seed: int = 0
+    sizes: Sequence[int], activation: str = "sigmoid", seed: int = 0, dropout: float = 0.0
 ) -> nn.Sequential:
     """The paper's network: bias-free ``Linear`` + ``activation`` per layer, seeded init.
 
     ``sizes`` lists the widths from input to output (e.g. ``[4, 5, 5, 3]``). Each weight
     matrix of fan-in ``n`` is drawn i.i.d. U(-1/sqrt(n), 1/sqrt(n)) from
     ``torch.Generator().manual_seed(seed)``, layer by layer in order, in float32.
+    ``dropout > 0`` adds ``nn.Dropout(dropout)`` (named ``dropK``) after every hidden
+    activation (not after the output); measurements run in eval mode, where it is the
+    identity.
     """
     sizes = parse_layers(sizes)
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"activation {activation!r} is not one of {sorted(ACTIVATIONS)}: pick one of those."
         )
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout={dropout} must lie in [0, 1): the probability of "
+                         "zeroing a hidden unit while training.")
     gen = torch.Generator().manual_seed(int(seed))
     modules: OrderedDict[str, nn.Module] = OrderedDict()
     for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
@@ -88,6 +94,8 @@ def make_mlp(
             lin.weight.copy_(w.mul_(2 * bound).sub_(bound))
         modules[f"fc{k}"] = lin
         modules[f"act{k}"] = ACTIVATIONS[activation]()
+        if dropout > 0 and k < len(sizes) - 1:
+            modules[f"drop{k}"] = nn.Dropout(float(dropout))
     return nn.Sequential(modules)
 
 

@@ -206,18 +206,129 @@ def _describe(layer: Any) -> dict[str, Any]:
     }
 
 
-def _shape_change(old: Any, new: Any) -> str | None:
-    """``None`` if ``new`` has ``old``'s shapes, else a message naming the layer and shapes."""
-    o = (tuple(old.in_shape), tuple(old.out_shape))
+def _shape_change(old: Mapping[str, Any], new: Any) -> str | None:
+    """``None`` if ``new`` (a Layer) has the shapes of ``old`` (its description), else a
+    message naming the layer and both shapes."""
+    o = (tuple(old["in_shape"]), tuple(old["out_shape"]))
     n = (tuple(new.in_shape), tuple(new.out_shape))
     if o == n:
         return None
     return (
-        f"layer {old.name!r} changed shape since the first measurement: it was "
-        f"{o[0]} -> {o[1]} (n_in={old.n_in}, n_out={old.n_out}) and is now {n[0]} -> {n[1]} "
-        f"(n_in={new.n_in}, n_out={new.n_out}); it is not measured. Start a new Monitor "
-        "(or dashboard) for the changed model."
+        f"layer {old['name']!r} changed shape since the first measurement: it was "
+        f"{o[0]} -> {o[1]} (n_in={old['n_in']}, n_out={old['n_out']}) and is now "
+        f"{n[0]} -> {n[1]} (n_in={new.n_in}, n_out={new.n_out}); it is not measured. Start "
+        "a new Monitor (or dashboard) for the changed model."
     )
+
+
+class _NothingToMeasure(Exception):
+    """find_layers failed on the first snapshot: there is no reference to fall back on."""
+
+
+def plan_snapshot(
+    model: nn.Module,
+    example: Any,
+    layers_arg: Any,
+    in_range: Any,
+    reference: list[dict[str, Any]] | None,
+) -> tuple[list[dict[str, Any]] | None, list[tuple[str, Any, str | None]]]:
+    """Which layers of ``model`` (weights loaded) to measure, checked against ``reference``.
+
+    Returns ``(descriptions, plan)``: ``descriptions`` (for History.set_layers) only when
+    there is no reference yet (this is the first snapshot), and ``plan`` a list of
+    ``(name, layer, problem)``: a layer to measure, or ``layer=None`` and a message saying
+    why it cannot be (changed shape, gone, new, broken weights). Raises
+    :class:`_NothingToMeasure` when nothing can be measured and there is no reference.
+    """
+    try:
+        found = _find_layers(model, example, layers_arg, in_range)
+    except Exception as err:  # noqa: BLE001
+        if reference is None:
+            raise _NothingToMeasure(f"{type(err).__name__}: {err}") from err
+        # e.g. NaN weights in one layer: look for the reference layers one at a time
+        # so the healthy ones are still measured and the broken one is named
+        out = []
+        for ref in reference:
+            try:
+                one = _find_layers(model, example, [ref["name"]], in_range)
+                out.append((ref["name"], one[0], _shape_change(ref, one[0])))
+            except Exception as err1:  # noqa: BLE001
+                out.append((ref["name"], None, f"{type(err1).__name__}: {err1}"))
+        return None, out
+    if reference is None:
+        return [_describe(layer) for layer in found], [(lay.name, lay, None) for lay in found]
+    by_name = {layer.name: layer for layer in found}
+    out = []
+    for ref in reference:
+        new = by_name.pop(ref["name"], None)
+        if new is None:
+            out.append((ref["name"], None, (
+                f"layer {ref['name']!r} is no longer in the model (it had n_in={ref['n_in']}, "
+                f"n_out={ref['n_out']}); start a new Monitor for the changed model."
+            )))
+        else:
+            out.append((ref["name"], new, _shape_change(ref, new)))
+    for name, new in by_name.items():
+        out.append((name, None, (
+            f"layer {name!r} (n_in={new.n_in}, n_out={new.n_out}) appeared after the "
+            "first measurement and is not measured; start a new Monitor for the "
+            "changed model."
+        )))
+    return None, out
+
+
+def _auto_device(device: Any) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def measure_snapshot_task(
+    template: nn.Module,
+    state: Mapping[str, Any] | None,
+    example: Any,
+    layers_arg: Any,
+    in_range: Any,
+    reference: list[dict[str, Any]] | None,
+    measure_kwargs: Mapping[str, Any],
+    measure_fn: Callable[..., Any] | None = None,
+    device: Any = "auto",
+) -> dict[str, Any]:
+    """Measure one weight snapshot, wherever an executor runs it (a Ray task, a process).
+
+    Loads ``state`` into a copy of ``template`` on ``device`` (``"auto"``: CUDA when this
+    worker sees a GPU), plans with :func:`plan_snapshot` and measures every layer. Returns
+    ``{"layers": descriptions or None, "entries": [(name, LayerResult | None, error | None)],
+    "error": None or a message when nothing could be measured, "device": str, "pid": int}``.
+    Exceptions while measuring one layer become that layer's error; the task itself only
+    raises when it cannot start.
+    """
+    dev = _auto_device(device)
+    out: dict[str, Any] = {"layers": None, "entries": [], "error": None, "device": str(dev),
+                           "pid": os.getpid()}
+    with torch.no_grad():
+        model = copy.deepcopy(template).to(dev).eval().requires_grad_(False)
+        if state is not None:
+            model.load_state_dict(state)
+        example = _to_device(example, dev)
+        try:
+            descs, plan = plan_snapshot(model, example, layers_arg, in_range, reference)
+        except _NothingToMeasure as err:
+            out["error"] = str(err)
+            return out
+        out["layers"] = descs
+        kwargs = dict(measure_kwargs)
+        kwargs.setdefault("device", dev)
+        fn = measure_fn or _measure_layer
+        for name, layer, problem in plan:
+            if problem is not None:
+                out["entries"].append((name, None, problem))
+                continue
+            try:
+                out["entries"].append((name, fn(layer, **kwargs), None))
+            except Exception as err:  # noqa: BLE001 - reported, the rest is measured
+                out["entries"].append((name, None, f"{type(err).__name__}: {err}"))
+    return out
 
 
 def _set_thread_nice(increment: int | None) -> None:
@@ -273,6 +384,16 @@ class Monitor:
         ``duty=1.0`` measures as fast as possible, lower values keep training faster and
         the plane a little staler. Once training stops recording, or while someone is in
         :meth:`wait`, measuring runs at full speed.
+    executor:
+        where snapshots are measured. ``None`` or ``"thread"`` (default): the monitor's
+        own worker thread in this process, layer by layer. ``"process"``: one local
+        worker process (no GIL shared with training). ``"ray"`` or a
+        :class:`~causal_widgets.executors.RayExecutor`: Ray tasks on a cluster's GPUs /
+        CPUs. With an executor, each snapshot is one task (the model's structure is
+        shipped once, then only its weights); up to ``executor.workers`` snapshots are
+        measured at once, and results stream in snapshot by snapshot. ``nice`` and
+        ``duty`` apply to the thread worker only. A lost task (worker killed) becomes an
+        error entry for its epoch; the monitor carries on.
     measure_fn:
         replaces :func:`causal_widgets.measure.measure_layer` (signature
         ``measure_fn(layer, **measure_kwargs) -> LayerResult``), e.g. for custom metrics.
@@ -296,6 +417,7 @@ class Monitor:
         autosave: str | os.PathLike | None = None,
         nice: int | None = 10,
         duty: float = 0.2,
+        executor: Any = None,
         measure_fn: Callable[..., Any] | None = None,
         **measure_kwargs: Any,
     ) -> None:
@@ -326,11 +448,17 @@ class Monitor:
         if "device" in measure_kwargs:  # pragma: no cover - caught by the signature
             raise TypeError("device is given once, as Monitor(device=...).")
 
+        self._executor, self._owns_executor = _monitor_executor(executor)
         self.every = every
         self.drop_stale = bool(drop_stale)
         self.max_pending = max_pending
         self.on_update = on_update
-        self.device = _resolve_device(model, device)
+        # with an executor the work happens elsewhere: keep the private copy on the CPU
+        # (it is the template shipped to the workers) and let them pick their device
+        self._remote_device = (None if self._executor is None
+                               else ("auto" if device is None else str(device)))
+        self.device = (_resolve_device(model, device) if self._executor is None
+                       else torch.device("cpu"))
         self._layers_arg = list(layers) if layers is not None else None
         self._measure_fn = measure_fn
         self._autosave = None if autosave is None else Path(autosave)
@@ -369,7 +497,10 @@ class Monitor:
                     "every": every,
                     "drop_stale": self.drop_stale,
                     "max_pending": max_pending,
-                    "device": str(self.device),
+                    "device": str(self.device) if self._executor is None
+                    else self._remote_device,
+                    "executor": "thread" if self._executor is None
+                    else self._executor.describe(),
                     "layers": self._layers_arg,
                     "in_range": in_range,
                     **self.measure_kwargs,
@@ -377,10 +508,11 @@ class Monitor:
             )
         )
 
-        self._reference: list | None = None
+        self._reference: list[dict[str, Any]] | None = None  # first snapshot's layers
         self._queue: deque[_Snapshot] = deque()
         self._cond = threading.Condition()
-        self._running: int | None = None
+        self._active: set[int] = set()  # epochs being measured
+        self._template_ref: Any = None  # the model structure as shipped to an executor
         self._stop = False
         self._n_done = 0
         self._n_measured = 0
@@ -391,7 +523,7 @@ class Monitor:
         # the worker holds only a weak reference while idle, so an abandoned Monitor is
         # garbage-collected and its thread ends instead of leaking with a model copy
         self._thread = threading.Thread(
-            target=_worker_main,
+            target=_worker_main if self._executor is None else _dispatch_main,
             args=(weakref.ref(self), self._cond, nice),
             name=f"causal_widgets-monitor-{id(self):x}",
             daemon=True,
@@ -469,7 +601,7 @@ class Monitor:
 
     def _wait_locked(self, deadline: float | None, timeout: float | None) -> None:
         with self._cond:
-            while self._queue or self._running is not None:
+            while self._queue or self._active:
                 if not self._thread.is_alive():
                     raise RuntimeError(
                         "the monitor's worker thread is not running (closed?): "
@@ -479,7 +611,7 @@ class Monitor:
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(
                         f"measurements still pending after {timeout} s: "
-                        f"{len(self._queue)} queued, epoch {self._running} running. "
+                        f"{len(self._queue)} queued, epochs {sorted(self._active)} running. "
                         "Call wait() again, or with a longer timeout."
                     )
                 self._cond.wait(_IDLE_POLL_S if remaining is None else min(remaining,
@@ -496,6 +628,8 @@ class Monitor:
             self._cond.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown(wait=False, cancel=True)
         self._notify()
 
     @property
@@ -505,18 +639,18 @@ class Monitor:
     def status(self) -> dict[str, Any]:
         """``queued, running, done, dropped, errors`` counts (+ ``running_epoch``, ``measured``).
 
-        ``done``: snapshots finished; ``measured``: layer results added; ``running`` is 1
-        while a snapshot is being measured (its epoch in ``running_epoch``).
+        ``done``: snapshots finished; ``measured``: layer results added; ``running``:
+        how many snapshots are being measured (the oldest one's epoch in ``running_epoch``).
         """
         with self._cond:
             queued = len(self._queue)
-            running = self._running
+            active = sorted(self._active)
             done = self._n_done
             measured = self._n_measured
         return {
             "queued": queued,
-            "running": int(running is not None),
-            "running_epoch": running,
+            "running": len(active),
+            "running_epoch": active[0] if active else None,
             "done": done,
             "measured": measured,
             "dropped": len(self.history.dropped()),
@@ -565,12 +699,12 @@ class Monitor:
             if self._stop or not self._queue:
                 return None
             snap = self._queue.popleft()
-            self._running = snap.epoch
+            self._active.add(snap.epoch)
             return snap
 
-    def _finish(self) -> None:
+    def _finish(self, epoch: int) -> None:
         with self._cond:
-            self._running = None
+            self._active.discard(epoch)
             self._n_done += 1
             self._cond.notify_all()
 
@@ -611,12 +745,15 @@ class Monitor:
             )
         finally:
             snap.state = None  # free the snapshot's memory now, not at the next one
-            if self._autosave is not None:
-                try:
-                    self.history.save(self._autosave)
-                except Exception as err:  # noqa: BLE001
-                    self.history.add_error(epoch, None, f"autosave to {self._autosave} "
-                                           f"failed: {type(err).__name__}: {err}")
+            self._save(epoch)
+
+    def _save(self, epoch: int) -> None:
+        if self._autosave is not None:
+            try:
+                self.history.save(self._autosave)
+            except Exception as err:  # noqa: BLE001
+                self.history.add_error(epoch, None, f"autosave to {self._autosave} "
+                                       f"failed: {type(err).__name__}: {err}")
 
     def _load(self, snap: _Snapshot) -> None:
         if snap.event is not None:
@@ -636,51 +773,74 @@ class Monitor:
                         t.record_stream(self._stream)
             self._model.load_state_dict(snap.state)
 
-    def _find(self, layers: Any) -> list:
-        return _find_layers(self._model, self._example, layers, self.in_range)
-
     def _discover(self, epoch: int) -> list[tuple[str, Any, str | None]] | None:
         """``(name, layer, problem)`` per layer to measure, or ``None`` if nothing can be."""
         try:
-            found = self._find(self._layers_arg)
-        except Exception as err:  # noqa: BLE001
-            if self._reference is None:
-                self.history.add_error(epoch, None, f"{type(err).__name__}: {err}")
-                self._notify()
-                return None
-            # e.g. NaN weights in one layer: look for the reference layers one at a time
-            # so the healthy ones are still measured and the broken one is named
-            out = []
-            for ref in self._reference:
-                try:
-                    one = self._find([ref.name])
-                    out.append((ref.name, one[0], _shape_change(ref, one[0])))
-                except Exception as err1:  # noqa: BLE001
-                    out.append((ref.name, None, f"{type(err1).__name__}: {err1}"))
-            return out
-        if self._reference is None:
-            self._reference = list(found)
-            self.history.set_layers([_describe(layer) for layer in found])
+            descs, plan = plan_snapshot(self._model, self._example, self._layers_arg,
+                                        self.in_range, self._reference)
+        except _NothingToMeasure as err:
+            self.history.add_error(epoch, None, str(err))
             self._notify()
-            return [(layer.name, layer, None) for layer in found]
-        by_name = {layer.name: layer for layer in found}
-        out = []
-        for ref in self._reference:
-            new = by_name.pop(ref.name, None)
-            if new is None:
-                out.append((ref.name, None, (
-                    f"layer {ref.name!r} is no longer in the model (it had n_in={ref.n_in}, "
-                    f"n_out={ref.n_out}); start a new Monitor for the changed model."
-                )))
+            return None
+        if descs is not None:
+            self._set_reference(descs)
+        return plan
+
+    def _set_reference(self, descs: list[dict[str, Any]]) -> None:
+        self._reference = list(descs)
+        self.history.set_layers(descs)
+        self._notify()
+
+    # ------------------------------------------------------------------ executor side
+    def _submit(self, snap: _Snapshot) -> Any:
+        """Ship one snapshot to the executor; returns its future."""
+        if snap.event is not None:
+            snap.event.synchronize()  # the clone on the training stream must be complete
+        if snap.model is not None:  # the structure changed: ship the new one
+            self._model = _private_copy(snap.model, torch.device("cpu"))
+            self._template_ref = None
+            snap.model = None
+        if self._template_ref is None:
+            put = getattr(self._executor, "put", None)
+            self._template_ref = put(self._model) if put is not None else self._model
+        state = None
+        if snap.state is not None:
+            state = {k: v.cpu() if isinstance(v, torch.Tensor) else v
+                     for k, v in snap.state.items()}
+            snap.state = None
+        return self._executor.submit(
+            measure_snapshot_task, self._template_ref, state, self._example,
+            self._layers_arg, self.in_range, self._reference, self.measure_kwargs,
+            self._measure_fn, self._remote_device,
+        )
+
+    def _collect(self, epoch: int, future: Any) -> None:
+        """Put one finished task's results (or why it failed) into the history."""
+        try:
+            out = future.result()
+        except Exception as err:  # noqa: BLE001 - a lost task is reported, not fatal
+            from .executors import WorkerLost, ray_lost
+
+            why = ("its worker died (killed or out of memory)"
+                   if isinstance(err, WorkerLost) or ray_lost(err) else "it raised")
+            self.history.add_error(
+                epoch, None, f"the measurement task for epoch {epoch} failed: {why}: "
+                f"{type(err).__name__}: {err}"
+            )
+            return
+        if out["error"] is not None:
+            self.history.add_error(epoch, None, out["error"])
+            return
+        if self._reference is None and out["layers"] is not None:
+            self._set_reference(out["layers"])
+        for name, result, problem in out["entries"]:
+            if problem is not None:
+                self.history.add_error(epoch, name, problem)
             else:
-                out.append((ref.name, new, _shape_change(ref, new)))
-        for name, new in by_name.items():
-            out.append((name, None, (
-                f"layer {name!r} (n_in={new.n_in}, n_out={new.n_out}) appeared after the "
-                "first measurement and is not measured; start a new Monitor for the "
-                "changed model."
-            )))
-        return out
+                self.history.add_result(epoch, name, result)
+                with self._cond:
+                    self._n_measured += 1
+        self._save(epoch)
 
     def _hold_back(self, busy: float) -> None:
         """Pause ``busy * (1/duty - 1)`` s while training is recording (see ``duty``)."""
@@ -700,6 +860,14 @@ class Monitor:
         return fn(layer, **kwargs)
 
 
+def _wait_for_work(cond: threading.Condition, queue: deque) -> None:
+    """Sleep until record() queues a snapshot (or a poll interval passes)."""
+    with cond:
+        # checked under the lock record() appends under, so no wake-up is missed
+        if not queue:
+            cond.wait(_IDLE_POLL_S)
+
+
 def _worker_main(ref: weakref.ref, cond: threading.Condition, nice: int | None) -> None:
     """The worker loop. Holds a strong reference to the Monitor only while working."""
     _set_thread_nice(nice)
@@ -709,20 +877,80 @@ def _worker_main(ref: weakref.ref, cond: threading.Condition, nice: int | None) 
             return
         snap = mon._next()
         if snap is None:
-            with cond:
-                # check under the lock record() appends under, so no wake-up is missed;
-                # the deque reference does not keep the Monitor alive
-                queue = mon._queue
-                del mon
-                if not queue:
-                    cond.wait(_IDLE_POLL_S)
+            queue = mon._queue  # the deque reference does not keep the Monitor alive
+            del mon
+            _wait_for_work(cond, queue)
             continue
         try:
             mon._process(snap)
         finally:
-            mon._finish()
+            mon._finish(snap.epoch)
             mon._notify()
         del mon, snap
+
+
+def _dispatch_main(ref: weakref.ref, cond: threading.Condition, nice: int | None) -> None:
+    """The worker loop with an executor: keep up to ``executor.workers`` snapshots in
+    flight (one until the first has fixed the reference layers), collect as they finish."""
+    import concurrent.futures as cf
+
+    in_flight: dict[Any, int] = {}
+    while True:
+        mon = ref()
+        if mon is None or mon._stop:
+            for fut in in_flight:
+                fut.cancel()
+            return
+        limit = max(1, mon._executor.workers) if mon._reference is not None else 1
+        while len(in_flight) < limit:
+            snap = mon._next()
+            if snap is None:
+                break
+            try:
+                in_flight[mon._submit(snap)] = snap.epoch
+            except Exception as err:  # noqa: BLE001 - e.g. an unpicklable model
+                mon.history.add_error(snap.epoch, None, f"{type(err).__name__}: {err}")
+                mon._finish(snap.epoch)
+                mon._notify()
+        if not in_flight:
+            queue = mon._queue
+            del mon
+            _wait_for_work(cond, queue)
+            continue
+        del mon  # not held while waiting on the cluster
+        done, _ = cf.wait(list(in_flight), timeout=_IDLE_POLL_S,
+                          return_when=cf.FIRST_COMPLETED)
+        mon = ref()
+        for fut in done:
+            epoch = in_flight.pop(fut)
+            if mon is None:
+                continue
+            try:
+                mon._collect(epoch, fut)
+            finally:
+                mon._finish(epoch)
+                mon._notify()
+        del mon
+
+
+def _monitor_executor(executor: Any) -> tuple[Any, bool]:
+    """``(executor, or None for the in-process thread; whether the monitor owns it)``."""
+    from .executors import Executor, ProcessExecutor, RayExecutor, ThreadExecutor
+
+    if executor is None or executor == "thread" or isinstance(executor, ThreadExecutor):
+        # measuring in a thread of this process is what the built-in worker does, with
+        # per-layer streaming, CUDA streams and the duty cycle
+        return None, False
+    if executor in ("process", "local"):
+        return ProcessExecutor(workers=1), True
+    if executor == "ray":
+        return RayExecutor(), True
+    if isinstance(executor, Executor) and executor.name != "serial":
+        return executor, False
+    raise ValueError(
+        f"executor={executor!r} cannot run a monitor: pass None or 'thread' (a worker "
+        "thread here), 'process' (a local process), 'ray' or a causal_widgets.RayExecutor."
+    )
 
 
 __all__ = ["Monitor"]

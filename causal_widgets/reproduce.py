@@ -81,6 +81,8 @@ class Config:
     quick: bool = False
     data_dir: str | None = None
     measure: dict[str, Any] = field(default_factory=dict)
+    label_noise: float = 0.0  # fraction of training labels replaced by random ones
+    dropout: float = 0.0  # nn.Dropout after each hidden activation while training
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,6 +188,8 @@ def load_dataset(cfg: Config) -> Dataset:
         ds = load_digits_data(seed=cfg.seed)
     else:
         ds = load_mnist_data(cfg.data_dir)
+    if cfg.label_noise > 0:
+        ds = randomize_labels(ds, cfg.label_noise, seed=_seed(cfg.seed, 4))
     if ds.n_features != cfg.sizes[0] or ds.n_classes != cfg.sizes[-1]:
         raise ValueError(
             f"--layers {','.join(map(str, cfg.sizes))} does not fit the {cfg.experiment} "
@@ -193,6 +197,26 @@ def load_dataset(cfg: Config) -> Dataset:
             f"--layers {ds.n_features},{','.join(map(str, cfg.sizes[1:-1]))},{ds.n_classes}."
         )
     return ds
+
+
+def randomize_labels(ds: Dataset, fraction: float, seed: int) -> Dataset:
+    """``ds`` with ``round(fraction * n_train)`` training labels replaced by uniformly random
+    classes (the memorisation experiment); the test labels stay true.
+
+    Which examples and their new labels come from ``numpy.random.default_rng(seed)``; a new
+    label may equal the true one by chance (1 / n_classes of them do).
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"label_noise={fraction} must lie in [0, 1]: the fraction of "
+                         "training labels replaced by random ones.")
+    rng = np.random.default_rng(seed)
+    y = ds.y_train.clone()
+    n = int(round(fraction * len(y)))
+    idx = rng.choice(len(y), size=n, replace=False)
+    y[torch.as_tensor(idx, dtype=torch.int64)] = torch.as_tensor(
+        rng.integers(0, ds.n_classes, size=n), dtype=torch.int64)
+    return Dataset(ds.name, ds.x_train, y, ds.x_test, ds.y_test, ds.n_classes,
+                   f"{ds.description}; {fraction:g} of training labels random")
 
 
 def _seed(*parts: int) -> int:
@@ -218,6 +242,7 @@ class _Progress:
 
     def __init__(self, total: int, initial: int, desc: str, enabled: bool | None) -> None:
         self.tty = sys.stdout.isatty() if enabled is None else enabled
+        self.silent = enabled is False  # e.g. runs inside a sweep's workers
         self.total, self.desc, self.bar = total, desc, None
         self.step = max(1, total // 10)
         if self.tty:
@@ -233,7 +258,7 @@ class _Progress:
             self.bar.update(1)
             if postfix:
                 self.bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items()}, refresh=False)
-        elif (epoch + 1) % self.step == 0 or epoch + 1 == self.total:
+        elif not self.silent and ((epoch + 1) % self.step == 0 or epoch + 1 == self.total):
             text = " ".join(f"{k}={v:.4f}" for k, v in postfix.items())
             print(f"{self.desc}: epoch {epoch + 1}/{self.total} {text}", flush=True)
 
@@ -288,9 +313,10 @@ def _check_config(out: Path, cfg: Config) -> None:
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         # 'runs' may grow on a rerun (more runs of the same experiment); all else must match
+        defaults = Config("", []).to_dict()  # keys added since `old` was written
         diff = {
-            k: (old.get(k), v) for k, v in new.items()
-            if k != "runs" and json.dumps(old.get(k)) != json.dumps(v)
+            k: (old.get(k, defaults[k]), v) for k, v in new.items()
+            if k != "runs" and json.dumps(old.get(k, defaults[k])) != json.dumps(v)
         }
         if diff:
             described = "; ".join(f"{k}: {a!r} before, {b!r} now" for k, (a, b) in diff.items())
@@ -319,7 +345,8 @@ def train_run(
 
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, hist_path = run_dir / "checkpoint.pt", run_dir / "history"
-    model = make_mlp(cfg.sizes, cfg.activation, seed=_seed(cfg.seed, run, 1))
+    model = make_mlp(cfg.sizes, cfg.activation, seed=_seed(cfg.seed, run, 1),
+                     dropout=cfg.dropout)
     optimizer = make_optimizer(model, cfg.lr)
     batches = torch.Generator().manual_seed(_seed(cfg.seed, run, 2))
     history = History.open(hist_path, settings={**cfg.to_dict(), "run": run})
@@ -362,6 +389,7 @@ def train_run(
                 )
             if epoch % cfg.every == 0 and not finished:
                 done = history.done()
+                model.eval()  # dropout off while measuring (train_epoch turns it back on)
                 layers, results = measure_model(
                     model, ds.x_train, cfg, seed=_seed(cfg.seed, run, 3, epoch),
                     skip=lambda name, e=epoch, d=done: (e, name) in d,

@@ -275,7 +275,10 @@ class CausalDashboard(anywidget.AnyWidget):
     drop_stale=True, device=None, **measure_kwargs)`` starts a background
     :class:`~causal_widgets.monitor.Monitor` (``measure_kwargs`` go to
     ``measure_layer``, e.g. ``in_range=(0, 1)``, ``samples=``, ``metrics=``;
-    ``max_pending`` goes to the monitor). Call :meth:`record` once per epoch; every
+    ``max_pending`` goes to the monitor). ``executor="ray"`` (or a
+    :class:`~causal_widgets.executors.RayExecutor`, or ``"process"``) measures on a Ray
+    cluster (or a local process) instead of a thread here; the training loop and the
+    widget are the same. Call :meth:`record` once per epoch; every
     ``every``-th epoch is measured in the background and appears live.
 
     Synced state (other code may read and set these): ``epoch`` (the scrubbed epoch),
@@ -316,6 +319,7 @@ class CausalDashboard(anywidget.AnyWidget):
         layers: Any = None,
         drop_stale: bool = True,
         device: Any = None,
+        executor: Any = None,
         title: str = "Causal structure",
         **measure_kwargs: Any,
     ) -> None:
@@ -365,6 +369,7 @@ class CausalDashboard(anywidget.AnyWidget):
                     every=every,
                     drop_stale=drop_stale,
                     device=device,
+                    executor=executor,
                     on_update=self._on_update,
                     bins=bins,
                     **measure_kwargs,

@@ -1,0 +1,261 @@
+"""Sweeps: every run finished exactly once, retried when lost, resumed, kept on Ctrl-C."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+import pytest
+
+from causal_widgets import __main__ as cli
+from causal_widgets.executors import Executor, ProcessExecutor, SerialExecutor
+from causal_widgets.study import Study, StudyError
+from causal_widgets.sweeps import finished_runs, load_study, plane_summary, sweep
+
+TINY = {"dataset": "iris", "epochs": 30, "every": 10, "samples": 1024}
+QUIET = {"log": lambda s: None, "figures": False}
+
+
+def tiny_study(**grid) -> Study:
+    return Study("tiny", grid=grid or {"label_noise": [0.0, 1.0], "seed": [0]},
+                 settings=dict(TINY))
+
+
+def check_exactly_once(out: Path, study: Study) -> pd.DataFrame:
+    """Every run has one partition, each (epoch, layer, metric) once, every epoch measured."""
+    points = study.points()
+    assert finished_runs(out) == {p["run_id"] for p in points}
+    # the partition folders form one hive-partitioned dataset pyarrow reads directly
+    table = pads.dataset(out / "results", format="parquet", partitioning="hive").to_table()
+    res = table.to_pandas()
+    res["run_id"] = res["run_id"].astype(str)
+    assert not res.duplicated(["run_id", "epoch", "layer", "metric"]).any()
+    for p in points:
+        mine = res[res.run_id == p["run_id"]]
+        assert sorted(mine.epoch.unique()) == list(range(0, p["epochs"], p["every"]))
+        assert set(mine.layer) == {"fc1", "fc2", "fc3"}
+        assert (mine.label_noise == p["label_noise"]).all()
+    leftovers = [q for q in (out / "results").iterdir() if q.name.startswith(".tmp")]
+    assert not leftovers
+    return res
+
+
+def events(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "sweep_log.jsonl").read_text().splitlines()]
+
+
+def test_serial_sweep_writes_one_self_describing_dataset(tmp_path):
+    study = tiny_study()
+    data = sweep(study, tmp_path, executor="serial", **QUIET)
+    res = check_exactly_once(tmp_path, study)
+    assert data.complete and len(data.points) == 2
+    assert set(data.points.status) == {"complete"}
+    assert len(data.results) == len(res)
+    assert {"group", "seed", "dataset", "layers", "loss", "test_accuracy"} <= set(
+        data.results.columns)
+    assert set(data.scalars.epoch) == set(range(0, 31))  # every epoch's loss is kept
+    assert (tmp_path / "study.toml").is_file() and (tmp_path / "study.json").is_file()
+    # each run is the reproduction's run: its history reopens in the dashboard
+    rid = data.points.run_id[0]
+    assert (tmp_path / "work" / rid / "history").is_dir()
+
+
+def test_label_noise_replaces_that_fraction_of_training_labels_only():
+    from causal_widgets.data import load_iris_data
+    from causal_widgets.reproduce import randomize_labels
+
+    ds = load_iris_data(seed=0)
+    noisy = randomize_labels(ds, 0.5, seed=7)
+    changed = int((noisy.y_train != ds.y_train).sum())
+    # 50 of the 100 labels are redrawn uniformly from 3 classes: about 2/3 of them change
+    # (binomial(50, 2/3): mean 33.3, sd 3.3), the other 50 cannot
+    assert 20 <= changed <= 47
+    assert bool((noisy.y_test == ds.y_test).all()) and noisy.y_train.max() < 3
+    assert bool((randomize_labels(ds, 0.5, seed=7).y_train == noisy.y_train).all())
+    assert bool((randomize_labels(ds, 0.0, seed=7).y_train == ds.y_train).all())
+    with pytest.raises(ValueError, match="label_noise=1.5 must lie in"):
+        randomize_labels(ds, 1.5, seed=0)
+
+
+def test_rerun_skips_finished_runs_and_another_study_is_refused(tmp_path):
+    study = tiny_study()
+    sweep(study, tmp_path, executor="serial", **QUIET)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.parquet")}
+    sweep(study, tmp_path, executor="serial", **QUIET)
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.parquet")}
+    assert before == after
+    starts = [e for e in events(tmp_path) if e["event"] == "start"]
+    assert starts[-1]["todo"] == 0
+    assert sum(e["event"] == "submitted" for e in events(tmp_path)) == 2
+    with pytest.raises(StudyError, match="holds another study"):
+        sweep(tiny_study(seed=[0, 1]), tmp_path, executor="serial", **QUIET)
+
+
+class FlakyExecutor(Executor):
+    """Serial, but the first attempt of chosen runs fails (as a lost task would)."""
+
+    name = "flaky"
+
+    def __init__(self, fail: set[str], always: bool = False) -> None:
+        self.fail, self.always, self.calls = set(fail), always, []
+
+    def submit(self, fn, /, *args, **kwargs):
+        rid = args[0]["run_id"]
+        self.calls.append(rid)
+        if rid in self.fail:
+            if not self.always:
+                self.fail.discard(rid)
+            fut: cf.Future = cf.Future()
+            fut.set_exception(ConnectionError(f"lost the node running {rid}"))
+            return fut
+        return SerialExecutor().submit(fn, *args, **kwargs)
+
+
+def test_a_failed_task_is_retried(tmp_path):
+    study = tiny_study()
+    victim = study.points()[0]["run_id"]
+    ex = FlakyExecutor({victim})
+    sweep(study, tmp_path, executor=ex, **QUIET)
+    check_exactly_once(tmp_path, study)
+    assert ex.calls.count(victim) == 2
+    retry = [e for e in events(tmp_path) if e["event"] == "retry"]
+    assert [e["run_id"] for e in retry] == [victim] and "lost the node" in retry[0]["error"]
+
+
+def test_a_run_that_keeps_failing_is_named_and_the_others_are_kept(tmp_path):
+    study = tiny_study()
+    victim = study.points()[0]["run_id"]
+    with pytest.raises(RuntimeError, match=f"1 run\\(s\\) failed after 1 retries.*{victim}"):
+        sweep(study, tmp_path, executor=FlakyExecutor({victim}, always=True),
+              max_retries=1, **QUIET)
+    assert finished_runs(tmp_path) == {study.points()[1]["run_id"]}
+    data = load_study(tmp_path)
+    assert dict(zip(data.points.run_id, data.points.status))[victim] == "missing"
+
+
+class InterruptingExecutor(SerialExecutor):
+    """Ctrl-C arrives while the second run is being submitted."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.n += 1
+        if self.n == 2:
+            raise KeyboardInterrupt
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_ctrl_c_keeps_what_finished_and_a_rerun_completes(tmp_path):
+    study = tiny_study()
+    with pytest.raises(KeyboardInterrupt):
+        sweep(study, tmp_path, executor=InterruptingExecutor(), **QUIET)
+    assert len(finished_runs(tmp_path)) == 1
+    assert events(tmp_path)[-1]["event"] == "interrupted"
+    sweep(study, tmp_path, executor="serial", **QUIET)
+    check_exactly_once(tmp_path, study)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def kill_mid_run(out: Path, study: Study, run) -> str:
+    """Start ``run()`` (a sweep) in a thread, SIGKILL the worker of the first run once it has
+    checkpointed, and wait for the sweep; returns the killed run's id."""
+    victim = study.points()[0]["run_id"]
+    work = out / "work" / victim
+    box: dict = {}
+
+    def target():
+        try:
+            box["data"] = run()
+        except BaseException as err:  # noqa: BLE001 - re-raised in the test thread
+            box["error"] = err
+
+    t = threading.Thread(target=target)
+    t.start()
+    _wait_for(lambda: (work / "checkpoint.pt").exists() and (work / "worker.pid").exists(),
+              240, "the first run's checkpoint")
+    assert victim not in finished_runs(out), "the run finished before it could be killed"
+    pid = int((work / "worker.pid").read_text())
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    t.join(600)
+    assert not t.is_alive()
+    if "error" in box:
+        raise box["error"]
+    return victim
+
+
+LONG = {"dataset": "iris", "epochs": 300, "every": 10, "samples": 1024}
+
+
+def test_killed_local_worker_is_retried_and_every_run_completes_once(tmp_path):
+    study = Study("kill", grid={"seed": [0, 1]}, settings=dict(LONG))
+    victim = kill_mid_run(
+        tmp_path, study,
+        lambda: sweep(study, tmp_path, executor=ProcessExecutor(2), **QUIET))
+    res = check_exactly_once(tmp_path, study)
+    lost = [e for e in events(tmp_path) if e["event"] == "retry" and e["run_id"] == victim]
+    assert lost and lost[0]["lost"] is True
+    # the resumed run is the run that would have happened: compare with an unbroken one
+    clean = tmp_path / "clean"
+    sweep(Study("kill", grid={"seed": [0]}, settings=dict(LONG)), clean, executor="serial",
+          **QUIET)
+    a = res[res.run_id == victim].sort_values(["epoch", "layer", "metric"])
+    b = load_study(clean).results.sort_values(["epoch", "layer", "metric"])
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a.value.to_numpy(), b.value.to_numpy(), rtol=0, atol=1e-12)
+
+
+def test_plane_summary_is_the_mean_over_seeds(tmp_path):
+    study = tiny_study(seed=[0, 1])
+    data = sweep(study, tmp_path, executor="serial", **QUIET)
+    summary = plane_summary(data.results, "ei")
+    row = summary.iloc[len(summary) // 2]
+    sel = data.results[(data.results.layer == row.layer) & (data.results.epoch == row.epoch)]
+    x = [sel[(sel.run_id == r) & (sel.metric == "ei")].value.item() / np.sqrt(2)
+         for r in sel.run_id.unique()]
+    s = [sel[(sel.run_id == r) & (sel.metric == "sensitivity")].value.item()
+         for r in sel.run_id.unique()]
+    y = [(2 * si - xi * np.sqrt(2)) / np.sqrt(2) for si, xi in zip(s, x)]
+    assert row.n == 2
+    assert row.x == pytest.approx(np.mean(x), abs=1e-12)
+    assert row.y == pytest.approx(np.mean(y), abs=1e-12)
+    assert row.x_sd == pytest.approx(np.std(x, ddof=1), abs=1e-12)
+
+
+def test_cli_sweep_runs_a_study_file_and_rejects_bad_ones(tmp_path, capsys):
+    good = tmp_path / "s.toml"
+    good.write_text('name = "cli"\n[grid]\nseed = [0]\n[settings]\ndataset = "iris"\n'
+                    "epochs = 20\nevery = 10\nsamples = 512\n")
+    assert cli.main(["sweep", str(good), "--out", str(tmp_path / "o"), "--serial",
+                     "--no-figures"]) == 0
+    assert len(finished_runs(tmp_path / "o")) == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid]\nseed = [0]\nwidth = [3]\n")
+    assert cli.main(["sweep", str(bad), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3: unknown key 'width'" in err
+    assert not (tmp_path / "b").exists()  # rejected up front: nothing written
+    assert cli.main(["sweep", "--out", str(tmp_path / "c")]) == 2
+    assert "give a study file" in capsys.readouterr().err
+
+
+def test_study_figures_are_drawn(tmp_path):
+    data = sweep(tiny_study(), tmp_path, executor="serial", log=lambda s: None)
+    names = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert {"planes_ei.png", "planes_ei_parts.png", "series.png"} <= names
+    assert data.complete
