@@ -282,16 +282,15 @@ class RayExecutor(Executor):
         slots = min(slots_cpu, slots_gpu)
         self.workers = max(1, int(slots if slots != float("inf") else 1))
         self.address = ray.get_runtime_context().gcs_address
-        self._remote: dict[Callable, Any] = {}
+        self._remote: Any = None
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
-        remote = self._remote.get(fn)
-        if remote is None:
-            remote = self._ray.remote(
+        if self._remote is None:
+            # one remote trampoline for every callable (builtins and methods included)
+            self._remote = self._ray.remote(
                 num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.max_retries
-            )(fn)
-            self._remote[fn] = remote
-        ref = remote.remote(*args, **kwargs)
+            )(_invoke)
+        ref = self._remote.remote(fn, *args, **kwargs)
         fut = ref.future()
         fut.ray_ref = ref  # so a caller can ray.cancel it
         return fut
@@ -311,6 +310,11 @@ class RayExecutor(Executor):
     def describe(self) -> dict[str, Any]:
         return {"executor": "ray", "workers": self.workers, "address": self.address,
                 "num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+
+
+def _invoke(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Runs in a Ray worker: call ``fn`` (Ray has resolved any ObjectRef arguments)."""
+    return fn(*args, **kwargs)
 
 
 def import_ray() -> Any:

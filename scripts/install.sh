@@ -15,7 +15,7 @@ python -m pip install -q --upgrade pip
 # The CPU build of torch (this pin resolves to the local CPU wheel; an unpinned torch is CUDA).
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
 if [ "$want_test" = 1 ]; then
-  python -m pip install -q -e ".[notebook,test,bench]"
+  python -m pip install -q -e ".[notebook,test,bench,ray]"
   if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

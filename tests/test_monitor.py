@@ -8,6 +8,7 @@ measure stack on a small network and compares with measuring the same weights di
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import gc
 import math
 import os
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 import causal_widgets.monitor as monitor_mod
+from causal_widgets.executors import Executor
 from causal_widgets.layer import layer_from_module
 from causal_widgets.monitor import Monitor
 from causal_widgets.store import History
@@ -115,6 +117,26 @@ def mlp(seed: int = 0, sizes=(4, 5, 5, 3)) -> nn.Sequential:
 X = torch.rand(16, 4, generator=torch.Generator().manual_seed(1))
 
 
+class InProcessPool(Executor):
+    """An executor in this process (so the fakes above apply) that is not the monitor's own
+    thread: snapshots go through the executor path (tasks, several in flight)."""
+
+    name = "in-process-pool"
+
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = workers
+        self.pool = cf.ThreadPoolExecutor(workers)
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.submitted += 1
+        return self.pool.submit(fn, *args, **kwargs)
+
+
+def executor_for(kind):
+    return None if kind == "thread" else InProcessPool()
+
+
 def step(model: nn.Module, k: int) -> None:
     """A deterministic 'training step': change every weight."""
     with torch.no_grad():
@@ -130,10 +152,13 @@ def expected(weights: dict[str, torch.Tensor], name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- tests
 
 
-def test_every_k_measures_only_multiples_but_keeps_all_scalars():
+@pytest.mark.parametrize("kind", ["thread", "executor"])
+def test_every_k_measures_only_multiples_but_keeps_all_scalars(kind):
     eng = Engine()
     model = mlp()
-    with Monitor(model, X, every=3, in_range=(0, 1), measure_fn=eng, drop_stale=False) as mon:
+    ex = executor_for(kind)
+    with Monitor(model, X, every=3, in_range=(0, 1), measure_fn=eng, drop_stale=False,
+                 executor=ex) as mon:
         for epoch in range(10):
             step(model, epoch)
             mon.record(epoch, loss=1.0 / (epoch + 1))
@@ -152,6 +177,8 @@ def test_every_k_measures_only_multiples_but_keeps_all_scalars():
         assert df.loc[df.epoch == 3, "loss"].unique().tolist() == [0.25]
         # the worker measured on the resolved device, passed explicitly
         assert all(kw["device"] == torch.device("cpu") for kw in eng.kwargs)
+        if ex is not None:  # one task per measured snapshot
+            assert ex.submitted == 4
 
 
 def test_snapshot_is_a_copy_taken_at_record_time():
@@ -252,9 +279,11 @@ def test_wait_timeout_then_success():
     mon.close()
 
 
-def test_nan_weights_at_one_epoch_are_an_error_and_the_worker_survives():
+@pytest.mark.parametrize("kind", ["thread", "executor"])
+def test_nan_weights_at_one_epoch_are_an_error_and_the_worker_survives(kind):
     model = mlp()
-    mon = Monitor(model, X, in_range=(0, 1), measure_fn=Engine(), drop_stale=False)
+    mon = Monitor(model, X, in_range=(0, 1), measure_fn=Engine(), drop_stale=False,
+                  executor=executor_for(kind))
     mon.record(0)
     good = model[2].weight.detach().clone()
     with torch.no_grad():
@@ -275,9 +304,11 @@ def test_nan_weights_at_one_epoch_are_an_error_and_the_worker_survives():
     mon.close()
 
 
-def test_shape_change_mid_training_names_layer_and_shapes():
+@pytest.mark.parametrize("kind", ["thread", "executor"])
+def test_shape_change_mid_training_names_layer_and_shapes(kind):
     model = mlp()
-    mon = Monitor(model, X, in_range=(0, 1), measure_fn=Engine(), drop_stale=False)
+    mon = Monitor(model, X, in_range=(0, 1), measure_fn=Engine(), drop_stale=False,
+                  executor=executor_for(kind))
     mon.record(0)
     mon.wait(timeout=30)
     # the user swaps in wider layers: 4-5-7-3 instead of 4-5-5-3
@@ -595,3 +626,65 @@ def test_duty_cycle_pauses_only_while_training_records(monkeypatch):
 def test_duty_must_be_a_fraction(duty):
     with pytest.raises(ValueError, match="duty"):
         Monitor(nn.Linear(2, 2), torch.rand(4, 2), in_range=(0, 1), duty=duty)
+
+
+def _train_and_measure(executor, epochs: int = 3) -> pd.DataFrame:
+    """The real engine (no fakes) on a small net, every epoch measured; the tidy results."""
+    from causal_widgets.models import make_mlp
+
+    model = make_mlp([4, 5, 5, 3], "sigmoid", seed=2)
+    kw = dict(in_range=(0, 1), bins=8, seed=5, cells=128, points_per_cell=16,
+              drop_stale=False, executor=executor)
+    with Monitor(model, X, **kw) as mon:
+        for epoch in range(epochs):
+            step(model, epoch)
+            mon.record(epoch)
+        mon.wait(timeout=300)
+        assert not mon.history.errors()
+        return mon.history.frame().sort_values(["epoch", "layer", "metric"]).reset_index(
+            drop=True)
+
+
+@pytest.mark.usefixtures("_real_graph")
+def test_a_process_worker_gives_the_thread_workers_numbers():
+    here = _train_and_measure(None)
+    there = _train_and_measure("process")
+    assert len(here) == 3 * 3 * 5 and here[["epoch", "layer", "metric"]].equals(
+        there[["epoch", "layer", "metric"]])
+    for col in ("value", "ci_low", "ci_high"):
+        np.testing.assert_allclose(there[col].to_numpy(float), here[col].to_numpy(float),
+                                   rtol=0, atol=1e-12, err_msg=col)
+
+
+@pytest.fixture
+def _real_graph(monkeypatch):
+    from causal_widgets.graph import find_layers
+
+    monkeypatch.setattr(monitor_mod, "_find_layers",
+                        lambda m, x, layers, r: find_layers(m, x, layers=layers, in_range=r))
+
+
+@pytest.mark.usefixtures("_real_graph")
+def test_a_lost_measurement_task_is_an_error_and_the_monitor_goes_on():
+    from causal_widgets.executors import WorkerLost
+
+    class LosesSecond(InProcessPool):
+        def submit(self, fn, /, *args, **kwargs):
+            if self.submitted == 1:  # the second snapshot's task is lost
+                self.submitted += 1
+                fut = cf.Future()
+                fut.set_exception(WorkerLost("a local worker process died (test)"))
+                return fut
+            return super().submit(fn, *args, **kwargs)
+
+    model = mlp()
+    with Monitor(model, X, in_range=(0, 1), bins=8, cells=64, points_per_cell=8,
+                 drop_stale=False, executor=LosesSecond()) as mon:
+        for epoch in range(3):
+            step(model, epoch)
+            mon.record(epoch)
+        mon.wait(timeout=120)
+        errs = mon.history.errors()
+        assert [(e["epoch"], e["layer"]) for e in errs] == [(1, None)]
+        assert "its worker died" in errs[0]["message"]
+        assert mon.history.epochs() == [0, 2]
