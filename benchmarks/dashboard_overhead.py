@@ -465,15 +465,10 @@ def render(report: dict[str, Any]) -> str:
 
 def write_docs(block: str, path: Path = DOCS) -> None:
     """Replace the text between the dashboard-overhead markers of ``path`` with ``block``."""
-    text = path.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(
-            f"{path} has no {BEGIN} ... {END} block: add the '## Dashboard overhead' section "
-            "with both markers at the end of the file first."
-        )
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/docblock.py
+    from docblock import replace_block
+
+    replace_block(path, BEGIN, END, block, "## Dashboard overhead")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

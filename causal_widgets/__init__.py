@@ -53,6 +53,7 @@ __all__ = [
     "ProcessExecutor",
     "RayExecutor",
     "Study",
+    "StudyDashboard",
     "__version__",
     "attach",
     "ei",

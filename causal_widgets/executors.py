@@ -326,6 +326,73 @@ def import_ray() -> Any:
     return ray
 
 
+class LocalRayCluster:
+    """A one-node Ray cluster on this machine, started with ``ray start --head`` on
+    127.0.0.1 (its own GCS, raylet and worker processes), for tests and benchmarks::
+
+        with LocalRayCluster(num_cpus=2) as address:
+            ex = RayExecutor(address=address)
+            ...
+
+    Token authentication is turned off for this throwaway loopback cluster (Ray enables
+    it by default and keeps the token in the home directory). On exit the driver
+    disconnects and ``ray stop --force`` ends the cluster's processes.
+    """
+
+    def __init__(self, num_cpus: int = 2, *, object_store_bytes: int = 200_000_000) -> None:
+        self.num_cpus, self.object_store_bytes = int(num_cpus), int(object_store_bytes)
+        self.address: str | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    @staticmethod
+    def _cli() -> str:
+        import shutil
+        import sys
+        from pathlib import Path
+
+        here = Path(sys.executable).parent / "ray"
+        return str(here) if here.exists() else (shutil.which("ray") or "ray")
+
+    def __enter__(self) -> str:
+        import socket
+        import subprocess
+
+        import_ray()
+        for key, value in (("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0")):
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        start = subprocess.run(
+            [self._cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+             f"--num-cpus={self.num_cpus}", "--num-gpus=0", "--include-dashboard=false",
+             f"--object-store-memory={self.object_store_bytes}", "--disable-usage-stats"],
+            capture_output=True, text=True, timeout=300,
+        )
+        if start.returncode != 0:
+            self._restore_env()
+            raise RuntimeError(f"`ray start --head` failed:\n{start.stdout}\n{start.stderr}")
+        self.address = f"127.0.0.1:{port}"
+        return self.address
+
+    def __exit__(self, *exc: Any) -> None:
+        import subprocess
+
+        ray = import_ray()
+        if ray.is_initialized():
+            ray.shutdown()
+        subprocess.run([self._cli(), "stop", "--force"], capture_output=True, timeout=300)
+        self._restore_env()
+
+    def _restore_env(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def ray_lost(err: BaseException) -> bool:
     """Whether ``err`` says a Ray worker or node died (rather than the task raising)."""
     try:
@@ -371,6 +438,7 @@ def get_executor(spec: Any = "local", *, workers: int | None = None) -> Executor
 __all__ = [
     "EXECUTOR_NAMES",
     "Executor",
+    "LocalRayCluster",
     "ProcessExecutor",
     "RayExecutor",
     "SerialExecutor",

@@ -146,8 +146,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> tuple[f
 
     Loss: squared error between the activated outputs and one-hot targets, summed over
     outputs, averaged over examples. Accuracy: fraction whose largest output is the label.
+    Evaluated in eval mode (dropout off); the model's mode is restored afterwards.
     """
-    out = model(x)
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(x)
+    finally:
+        model.train(was_training)
     target = one_hot(labels, out.shape[1])
     loss = float(((out - target) ** 2).sum()) / len(x)
     accuracy = float((out.argmax(dim=1) == labels).float().mean())

@@ -402,7 +402,12 @@ def train_run(
                 pending = {}
             if finished:
                 break
-            train_epoch(model, optimizer, ds.x_train, targets, cfg.batch_size, batches)
+            # dropout draws from torch's global generator (nn.Dropout takes no generator):
+            # seed it per epoch inside fork_rng, so a run is the same in any process and
+            # after a resume, and the caller's global RNG state is left as it was
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(_seed(cfg.seed, run, 5, epoch))
+                train_epoch(model, optimizer, ds.x_train, targets, cfg.batch_size, batches)
             bar.update(epoch, loss=loss, accuracy=acc)
         history.save(hist_path)
         _atomic_torch_save(

@@ -8,12 +8,7 @@ not installed (``pip install 'causal_widgets[ray]'``).
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +18,7 @@ ray = pytest.importorskip("ray", reason="Ray is optional: pip install 'causal_wi
 
 from test_sweeps import LONG, QUIET, check_exactly_once, events, kill_mid_run  # noqa: E402
 
-from causal_widgets.executors import RayExecutor  # noqa: E402
+from causal_widgets.executors import LocalRayCluster, RayExecutor  # noqa: E402
 from causal_widgets.models import make_mlp  # noqa: E402
 from causal_widgets.study import Study  # noqa: E402
 from causal_widgets.sweeps import sweep  # noqa: E402
@@ -31,46 +26,11 @@ from causal_widgets.sweeps import sweep  # noqa: E402
 pytestmark = pytest.mark.ray
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray_cli() -> str:
-    here = Path(sys.executable).parent / "ray"
-    return str(here) if here.exists() else (shutil.which("ray") or "ray")
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    """A one-node Ray cluster on 127.0.0.1 (2 CPUs), and this process connected to it.
-
-    Token authentication is off for this throwaway loopback cluster (Ray 2.5x enables it by
-    default and the token lives in the home directory, which CI machines may not keep).
-    """
-    port = _free_port()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("RAY_AUTH_MODE", "disabled")
-    mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    env = dict(os.environ)
-    start = subprocess.run(
-        [_ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
-         "--object-store-memory=200000000", "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=180, env=env,
-    )
-    if start.returncode != 0:
-        pytest.fail(f"ray start failed:\n{start.stdout}\n{start.stderr}")
-    address = f"127.0.0.1:{port}"
-    try:
-        ex = RayExecutor(address=address)
-        yield ex
-    finally:
-        ray.shutdown()
-        subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, timeout=120,
-                       env=env)
-        mp.undo()
+    """A one-node Ray cluster on 127.0.0.1 (2 CPUs), and this process connected to it."""
+    with LocalRayCluster(num_cpus=2) as address:
+        yield RayExecutor(address=address)
 
 
 def test_executor_runs_tasks_on_the_cluster(cluster):

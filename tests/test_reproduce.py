@@ -322,3 +322,27 @@ def test_interrupt_between_checkpoint_and_history_save(tmp_path: Path,
     assert sorted(sca.epoch) == list(range(41))
     assert sorted(res.epoch.unique()) == [0, 10, 20, 30]
     assert not res.duplicated(["run", "epoch", "layer", "metric"]).any()
+
+
+def test_dropout_runs_do_not_depend_on_the_global_rng(tmp_path: Path) -> None:
+    """Dropout draws from torch's global generator; a run must not inherit its state (the
+    same run in a fresh worker process and after other runs must give the same numbers),
+    and must leave the caller's global state as it was."""
+    cfg = rp.make_config("iris", epochs=12, every=4, runs=1, samples=512)
+    cfg.dropout = 0.5
+    ds = rp.load_dataset(cfg)
+    frames = []
+    for k, state in enumerate((1, 12345)):
+        torch.manual_seed(state)
+        before = torch.get_rng_state()
+        hist = rp.train_run(cfg, 0, ds, tmp_path / f"r{k}", progress=False, log=lambda s: None)
+        assert torch.equal(torch.get_rng_state(), before)
+        frames.append(hist.frame().sort_values(["epoch", "layer", "metric"]))
+    assert len(frames[0]) > 0
+    np.testing.assert_array_equal(frames[0].value.to_numpy(), frames[1].value.to_numpy())
+    # and dropout is really on while training: without it the weights end elsewhere
+    cfg.dropout = 0.0
+    plain = rp.train_run(cfg, 0, ds, tmp_path / "plain", progress=False, log=lambda s: None)
+    assert not np.array_equal(
+        plain.frame().sort_values(["epoch", "layer", "metric"]).value.to_numpy(),
+        frames[0].value.to_numpy())
