@@ -116,8 +116,12 @@ _START_PPC = 16  # points per cell when all cells are enumerated
 _DEFAULT_PPC = 64
 # the half-points bias diagnostic needs at least this many points per cell in the half
 _MIN_HALF_PPC = 8
-# most sparse entries WholeEI may keep for input nodes (n_in x samples bound; ~1 GB)
-_INPUT_NODE_ENTRIES = 2**25
+# most sparse entries WholeEI may keep for input nodes (the n_in x samples bound). Peak
+# memory measured with benchmarks/scaling.py is ~600-800 bytes per entry (keys, values and
+# the merge's sort buffers): 32 -> 32 at 2**17 samples (2**22 entries) peaked at 3.3 GiB and
+# 64 -> 64 at 4.9 GB, and 256 -> 256 was killed for memory on a 24 GB machine. 2**22 keeps
+# the paper's layers (25 -> 6 at 2**17 samples: 3.3 M entries) and skips wider ones.
+_INPUT_NODE_ENTRIES = 2**22
 # stage ids for the per-metric random streams (never renumber: results would change)
 _STAGE = {"ei_parts": 1, "sensitivity": 2, "ei": 3, "group_ei": 4}
 
@@ -1113,7 +1117,7 @@ def _whole_ei(
         planned = min(cap, (n_all if exhaustive else int(cells)) * points_per_cell)
     if with_inputs and g * planned > _INPUT_NODE_ENTRIES:
         # I(X_i; Y) keeps one sparse entry per (input, bin, output tuple seen): up to
-        # n_in x samples entries (~32 bytes each) when every output tuple is distinct
+        # n_in x samples entries (several hundred bytes each at peak, see above)
         with_inputs = False
         warns.append(
             f"nodes: I(X_i; Y) of the {g} inputs was skipped (its table could reach "

@@ -643,3 +643,21 @@ def test_whole_ei_ci_coverage_over_seeds():
         r = measure_layer(layer, in_range=in_range, metrics=["ei"], points_per_cell=256, seed=seed)
         hits.append(_inside(truth, r.ci["ei"]))
     assert 0.88 <= np.mean(hits) <= 1.0, np.mean(hits)
+
+
+def test_input_node_ei_of_wide_layers_is_skipped_with_a_warning_not_run_out_of_memory():
+    """I(X_i; Y) keeps up to n_in x samples sparse entries (hundreds of bytes each at peak):
+    beyond the bound it is skipped, named in the warnings, and left NaN; EI is unaffected."""
+    from causal_widgets.measure import _INPUT_NODE_ENTRIES
+
+    n_in = 64
+    samples = 2 * _INPUT_NODE_ENTRIES // n_in  # twice the bound
+    lin = torch.nn.Linear(n_in, 2, bias=False)
+    torch.nn.init.uniform_(lin.weight, -0.1, 0.1, generator=torch.Generator().manual_seed(0))
+    layer = torch.nn.Sequential(lin, torch.nn.Sigmoid())
+    r = measure_layer(layer, in_range=(0.0, 1.0), bins=2, metrics=["ei", "nodes"],
+                      cells=samples // 8, points_per_cell=8, seed=0)
+    assert any("I(X_i; Y) of the 64 inputs was skipped" in w for w in r.warnings)
+    inputs = r.nodes[r.nodes.side == "input"]
+    assert len(inputs) == n_in and inputs["ei"].isna().all()
+    assert np.isfinite(r.ei)

@@ -9,7 +9,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ["quickstart", "iris", "digits", "toy_layers"]
+NAMES = ["quickstart", "iris", "digits", "toy_layers", "study"]
 
 
 def test_every_notebook_is_tested() -> None:
