@@ -372,16 +372,18 @@ def plot_study_planes(data: Any, metric: str = "ei") -> Figure:
 
 
 def plot_study_series(data: Any, metric: str = "ei") -> Figure:
-    """Against epoch, one line per configuration (mean over seeds, band = +-1 sd):
-    training loss, test accuracy, and ``metric`` and sensitivity of the first and last layer."""
+    """Against epoch, one line per configuration (mean over seeds, band = +-1 sd): training
+    loss, training and test accuracy, and ``metric``, sensitivity and EI_parts of the first
+    and last layer (bits)."""
     res, sca = data.results, data.scalars
     groups = [g for g in pd.unique(data.points["group"]) if g in set(res["group"])]
     layers = layer_order(res)
-    picks = [layers[0], layers[-1]] if len(layers) > 1 else layers
-    panels = [("loss", None), ("test_accuracy", None)] + [
-        (m, lay) for lay in picks for m in (metric, "sensitivity")]
-    fig = Figure(figsize=(3.6 * len(panels), 3.4))
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    first, last = layers[0], layers[-1]
+    panels = [("loss", None), ("accuracy", None), ("test_accuracy", None),
+              ("ei_parts", last), (metric, first), ("sensitivity", first), (metric, last),
+              ("sensitivity", last)]
+    fig = Figure(figsize=(15, 6.6))
+    axes = fig.subplots(2, 4).ravel()
     cmap = matplotlib.colormaps["viridis"]
     colours = {g: cmap(k / max(1, len(groups) - 1) * 0.9) for k, g in enumerate(groups)}
     for ax, (what, layer) in zip(axes, panels):
@@ -399,7 +401,7 @@ def plot_study_series(data: Any, metric: str = "ei") -> Figure:
             ax.fill_between(g.index, g["mean"] - g["std"], g["mean"] + g["std"], color=c,
                             alpha=0.2, lw=0)
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch", fontsize=8)
         ax.grid(alpha=0.2)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{data.study.name}: mean ± sd over seeds")

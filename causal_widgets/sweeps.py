@@ -72,6 +72,32 @@ class StudyData:
         """Causal-plane trajectories averaged over seeds: see :func:`plane_summary`."""
         return plane_summary(self.results, metric)
 
+    def summary(self, epoch: int | None = None) -> pd.DataFrame:
+        """Per (group, layer): mean and sd over the group's runs of every metric (bits) and
+        of ``loss``/``test_accuracy`` at ``epoch`` (default: each run's last measured
+        epoch). Columns ``group, layer, n, <metric>, <metric>_sd, ...``."""
+        res = self.results
+        if res.empty:
+            return pd.DataFrame(columns=["group", "layer", "n"])
+        if epoch is None:
+            last = res.groupby("run_id")["epoch"].transform("max")
+            res = res[res["epoch"] == last]
+        else:
+            res = res[res["epoch"] == int(epoch)]
+        wide = res.pivot_table(index=["group", "run_id", "layer"], columns="metric",
+                               values="value", aggfunc="first")
+        extra = res.drop_duplicates(["run_id", "layer"]).set_index(
+            ["group", "run_id", "layer"])[["loss", "test_accuracy"]]
+        wide = wide.join(extra).reset_index()
+        cols = [c for c in wide.columns if c not in ("group", "run_id", "layer")]
+        g = wide.groupby(["group", "layer"], sort=False)
+        out = g[cols].mean()
+        sd = g[cols].std().fillna(0.0).add_suffix("_sd")
+        out = out.join(sd)
+        out.insert(0, "n", g["run_id"].nunique())
+        order = [c for pair in zip(cols, [f"{c}_sd" for c in cols]) for c in pair]
+        return out[["n", *order]].reset_index()
+
     def __repr__(self) -> str:
         done = int((self.points["status"] == "complete").sum())
         return (f"StudyData({self.study.name!r}: {done}/{len(self.points)} runs complete, "

@@ -259,3 +259,22 @@ def test_study_figures_are_drawn(tmp_path):
     names = {p.name for p in (tmp_path / "figures").iterdir()}
     assert {"planes_ei.png", "planes_ei_parts.png", "series.png"} <= names
     assert data.complete
+
+
+def test_summary_is_the_mean_and_sd_over_runs_at_the_last_epoch(tmp_path):
+    study = tiny_study(label_noise=[0.0, 1.0], seed=[0, 1])
+    data = sweep(study, tmp_path, executor="serial", **QUIET)
+    table = data.summary()
+    assert set(table.group) == {"label_noise=0", "label_noise=1"} and (table.n == 2).all()
+    row = table[(table.group == "label_noise=1") & (table.layer == "fc2")].iloc[0]
+    res = data.results
+    sel = res[(res.group == "label_noise=1") & (res.layer == "fc2") & (res.epoch == 20)
+              & (res.metric == "sensitivity")]
+    assert len(sel) == 2
+    assert row.sensitivity == pytest.approx(sel.value.mean(), abs=1e-12)
+    assert row.sensitivity_sd == pytest.approx(sel.value.std(ddof=1), abs=1e-12)
+    at0 = data.summary(epoch=0)
+    sel0 = res[(res.group == "label_noise=1") & (res.layer == "fc2") & (res.epoch == 0)
+               & (res.metric == "ei_parts")]
+    r0 = at0[(at0.group == "label_noise=1") & (at0.layer == "fc2")].iloc[0]
+    assert r0.ei_parts == pytest.approx(sel0.value.mean(), abs=1e-12)
