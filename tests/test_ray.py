@@ -101,3 +101,18 @@ def test_dashboard_with_ray_shows_the_local_numbers(cluster):
         np.testing.assert_allclose(remote[c].to_numpy(float), local[c].to_numpy(float),
                                    rtol=0, atol=1e-12, err_msg=c)
     assert status  # the widget's status payload was pushed
+
+
+def test_cli_sweep_with_ray_address(cluster, tmp_path):
+    from causal_widgets import __main__ as cli
+    from causal_widgets.sweeps import load_study
+
+    study = tmp_path / "s.toml"
+    study.write_text('name = "cli-ray"\n[grid]\nseed = [0, 1]\n[settings]\ndataset = "iris"\n'
+                     "epochs = 20\nevery = 10\nsamples = 512\n")
+    out = tmp_path / "out"
+    assert cli.main(["sweep", str(study), "--out", str(out), "--ray", cluster.address,
+                     "--no-figures"]) == 0
+    data = load_study(out)
+    assert data.complete and len(data.points) == 2
+    assert [e for e in events(out) if e["event"] == "executor"][0]["executor"] == "ray"
