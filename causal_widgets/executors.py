@@ -75,6 +75,12 @@ class Executor(ABC):
         """What ran the work, for the records (name, workers, and e.g. the Ray address)."""
         return {"executor": self.name, "workers": self.workers}
 
+    def abort(self, futures: Any) -> None:
+        """Stop these calls now, running or not (Ctrl-C): cancel what has not started;
+        executors that can (processes, Ray) also stop the running ones."""
+        for fut in futures:
+            fut.cancel()
+
     def __enter__(self) -> Executor:
         return self
 
@@ -201,6 +207,19 @@ class ProcessExecutor(Executor):
                 self._pool.shutdown(wait=wait, cancel_futures=cancel)
                 self._pool = None
 
+    def abort(self, futures: Any) -> None:
+        """Cancel the calls and terminate the worker processes (the next submit starts a
+        fresh pool): a run killed this way resumes from its checkpoint next time."""
+        super().abort(futures)
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+
     def worker_pids(self) -> list[int]:
         """PIDs of the pool's live worker processes (empty before the first submit)."""
         pool = self._pool
@@ -294,6 +313,17 @@ class RayExecutor(Executor):
         fut = ref.future()
         fut.ray_ref = ref  # so a caller can ray.cancel it
         return fut
+
+    def abort(self, futures: Any) -> None:
+        """Cancel the tasks on the cluster, force-stopping the running ones."""
+        for fut in futures:
+            ref = getattr(fut, "ray_ref", None)
+            if ref is not None:
+                try:
+                    self._ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - already finished or gone
+                    pass
+            fut.cancel()
 
     def put(self, value: Any) -> Any:
         """Store ``value`` in Ray's object store once; pass the ref to many tasks."""

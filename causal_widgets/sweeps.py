@@ -323,17 +323,18 @@ def sweep(
     if todo:
         ex, owned = _default_executor(executor, workers, len(todo))
         record("executor", f"running on {ex.describe()}", **ex.describe())
+        interrupted = False
         try:
-            failures = _drive(ex, todo, out, max_retries, record)
+            failures = _Scheduler(ex, todo, out, max_retries, record).run()
         except KeyboardInterrupt:
-            ex.shutdown(wait=False, cancel=True)
+            interrupted = True
             n = len(finished_runs(out) & {p["run_id"] for p in points})
             record("interrupted", f"interrupted: {n} of {len(points)} runs finished and kept; "
                    "rerun the same command to resume the others", finished=n)
             raise
         finally:
             if owned:
-                ex.shutdown(wait=True)
+                ex.shutdown(wait=not interrupted, cancel=interrupted)
     record("end", f"study {study.name!r}: {len(points) - len(failures)} of {len(points)} runs "
            f"finished in {time.perf_counter() - t0:.1f} s", seconds=time.perf_counter() - t0,
            failed=sorted(failures))
@@ -352,45 +353,61 @@ def sweep(
     return data
 
 
-def _drive(ex: Executor, todo: list[dict[str, Any]], out: Path, max_retries: int,
-           record: _Log) -> dict[str, str]:
-    """Keep ``ex.workers`` runs in flight; retry failures; return run_id -> last error."""
-    import concurrent.futures as cf
+class _Scheduler:
+    """Keeps ``ex.workers`` runs in flight, retries failed or lost ones, stops on Ctrl-C."""
 
-    waiting = list(todo)
-    attempts: dict[str, int] = {}
-    in_flight: dict[cf.Future, dict[str, Any]] = {}
-    failures: dict[str, str] = {}
-    threads = getattr(ex, "threads_per_worker", 1)
-    while waiting or in_flight:
-        while waiting and len(in_flight) < max(1, ex.workers):
-            point = waiting.pop(0)
+    def __init__(self, ex: Executor, todo: list[dict[str, Any]], out: Path,
+                 max_retries: int, record: _Log) -> None:
+        self.ex, self.out, self.max_retries, self.record = ex, out, max_retries, record
+        self.waiting = list(todo)
+        self.attempts: dict[str, int] = {}
+        self.in_flight: dict[Any, dict[str, Any]] = {}
+        self.failures: dict[str, str] = {}  # run_id -> last error, after all retries
+        self.threads = getattr(ex, "threads_per_worker", 1)
+
+    def run(self) -> dict[str, str]:
+        import concurrent.futures as cf
+
+        try:
+            while self.waiting or self.in_flight:
+                self._submit_more()
+                done, _ = cf.wait(list(self.in_flight), return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    self._collect(fut, self.in_flight.pop(fut))
+        except KeyboardInterrupt:
+            # stop the running runs now (they resume from their checkpoints on a rerun)
+            self.ex.abort(list(self.in_flight))
+            raise
+        return self.failures
+
+    def _submit_more(self) -> None:
+        while self.waiting and len(self.in_flight) < max(1, self.ex.workers):
+            point = self.waiting.pop(0)
             rid = point["run_id"]
-            attempts[rid] = attempts.get(rid, 0) + 1
-            in_flight[ex.submit(run_point, point, str(out), threads)] = point
-            record("submitted", None, run_id=rid, attempt=attempts[rid])
-        done, _ = cf.wait(list(in_flight), return_when=cf.FIRST_COMPLETED)
-        for fut in done:
-            point = in_flight.pop(fut)
-            rid = point["run_id"]
-            try:
-                info = fut.result()
-            except Exception as err:  # noqa: BLE001 - retried or reported
-                lost = isinstance(err, WorkerLost) or ray_lost(err)
-                why = f"{'worker lost' if lost else 'failed'}: {type(err).__name__}: {err}"
-                if attempts[rid] <= max_retries:
-                    record("retry", f"run {rid} ({point['group']}, seed {point['seed']}) "
-                           f"{why}; retrying (attempt {attempts[rid] + 1})",
-                           run_id=rid, attempt=attempts[rid], error=why, lost=lost)
-                    waiting.insert(0, point)
-                else:
-                    failures[rid] = why
-                    record("failed", f"run {rid} {why}; giving up after {attempts[rid]} "
-                           "attempts", run_id=rid, attempt=attempts[rid], error=why)
-                continue
-            record("finished", f"run {rid} ({point['group']}, seed {point['seed']}) done in "
-                   f"{info['seconds']:.1f} s", attempt=attempts[rid], **info)
-    return failures
+            self.attempts[rid] = self.attempts.get(rid, 0) + 1
+            fut = self.ex.submit(run_point, point, str(self.out), self.threads)
+            self.in_flight[fut] = point
+            self.record("submitted", None, run_id=rid, attempt=self.attempts[rid])
+
+    def _collect(self, fut: Any, point: dict[str, Any]) -> None:
+        rid, attempt = point["run_id"], self.attempts[point["run_id"]]
+        try:
+            info = fut.result()
+        except Exception as err:  # noqa: BLE001 - retried or reported
+            lost = isinstance(err, WorkerLost) or ray_lost(err)
+            why = f"{'worker lost' if lost else 'failed'}: {type(err).__name__}: {err}"
+            if attempt <= self.max_retries:
+                self.record("retry", f"run {rid} ({point['group']}, seed {point['seed']}) "
+                            f"{why}; retrying (attempt {attempt + 1})",
+                            run_id=rid, attempt=attempt, error=why, lost=lost)
+                self.waiting.insert(0, point)
+            else:
+                self.failures[rid] = why
+                self.record("failed", f"run {rid} {why}; giving up after {attempt} attempts",
+                            run_id=rid, attempt=attempt, error=why)
+            return
+        self.record("finished", f"run {rid} ({point['group']}, seed {point['seed']}) done in "
+                    f"{info['seconds']:.1f} s", attempt=attempt, **info)
 
 
 def load_study(out: str | os.PathLike) -> StudyData:

@@ -164,6 +164,18 @@ def test_ctrl_c_keeps_what_finished_and_a_rerun_completes(tmp_path):
     check_exactly_once(tmp_path, study)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -278,3 +290,48 @@ def test_summary_is_the_mean_and_sd_over_runs_at_the_last_epoch(tmp_path):
                & (res.metric == "ei_parts")]
     r0 = at0[(at0.group == "label_noise=1") & (at0.layer == "fc2")].iloc[0]
     assert r0.ei_parts == pytest.approx(sel0.value.mean(), abs=1e-12)
+
+
+@pytest.mark.parametrize("target", ["group", "driver"])
+def test_ctrl_c_stops_the_workers_and_keeps_finished_runs(tmp_path, target):
+    """A real Ctrl-C: SIGINT to the CLI's process group (a terminal: driver and pool workers
+    alike) or to the driver alone (Jupyter's interrupt): either way the driver stops the
+    running worker at once and keeps what finished."""
+    import subprocess
+    import sys
+
+    study = tmp_path / "s.toml"
+    study.write_text('name = "sigint"\n[grid]\nseed = [0, 1, 2]\n[settings]\n'
+                     'dataset = "iris"\nepochs = 300\nevery = 10\nsamples = 1024\n')
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "causal_widgets", "sweep", str(study), "--out", str(out),
+           "--workers", "1", "--no-figures"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        # wait for the first run to finish and the second to have checkpointed
+        def second_started() -> bool:
+            return (len(finished_runs(out)) >= 1
+                    and len(list((out / "work").glob("*/checkpoint.pt"))) >= 2)
+        _wait_for(second_started, 300, "one finished run and a second one under way")
+        running = [int(p.read_text()) for p in (out / "work").glob("*/worker.pid")
+                   if p.parent.name not in finished_runs(out)]
+        if target == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output and "rerun the same command" in output
+    for pid in running:  # the worker of the unfinished run is gone, not left behind
+        _wait_for(lambda pid=pid: not _alive(pid), 30, f"worker {pid} to exit")
+    kept = finished_runs(out)
+    assert 1 <= len(kept) < 3
+    assert events(out)[-1]["event"] == "interrupted"
+    # the rerun finishes the rest and leaves every run complete once
+    assert subprocess.run(cmd, capture_output=True, timeout=600).returncode == 0
+    check_exactly_once(out, Study.from_toml(study))
+    assert finished_runs(out) >= kept
