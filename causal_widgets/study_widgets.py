@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from .widgets import _JS_DIR, _clean, _jsonable, nearest
+from .widgets import _JS_DIR, _clean, _jsonable, esm_bundle, nearest, widget_css
 
 SQRT2 = math.sqrt(2.0)
 
@@ -149,8 +149,8 @@ class StudyDashboard(anywidget.AnyWidget):
     ``curves``, ``error`` (see the module docstring).
     """
 
-    _esm = _JS_DIR / "study.js"
-    _css = _JS_DIR / "study.css"
+    _esm = esm_bundle(_JS_DIR / "study.js")
+    _css = widget_css("study.css")
 
     title = traitlets.Unicode("Study").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)

@@ -9,8 +9,12 @@
 //   status, errors
 // and this file draws it. All values are in bits. Pure logic (scales, the 45-degree
 // plane transform, colours, lookups, formatting) is exported for node's test runner.
+// The helpers it shares with study.js live in plot_common.js (inlined for the browser by
+// causal_widgets.widgets.esm_bundle); those node's tests take from here are re-exported.
 
-const SVG_NS = "http://www.w3.org/2000/svg";
+import { axisBottom, axisLeft, clear, epochIndex, epochPlayer, equalAspect, formatBits, formatScalar, h, layerColor, linePath, linearScale, markerPoint, metricSwitch, nearestEpoch, nextEpoch, niceTicks, planeFrame, s, seriesExtent, size, svgText, tickFmt, viewCore } from "./plot_common.js";
+
+export { epochIndex, equalAspect, formatBits, layerColor, linePath, linearScale, markerPoint, nearestEpoch, nextEpoch, niceTicks, seriesExtent };
 
 // ------------------------------------------------------------------ pure helpers
 
@@ -41,77 +45,6 @@ export function planeCI(s, sLo, sHi, m, mLo, mHi) {
     y0: (2 * sl - mh) / Math.SQRT2,
     y1: (2 * sh - ml) / Math.SQRT2,
   };
-}
-
-/** A linear map from domain [d0, d1] to range [r0, r1], with .invert. */
-export function linearScale(d0, d1, r0, r1) {
-  const span = d1 - d0 || 1;
-  const f = (v) => r0 + ((v - d0) / span) * (r1 - r0);
-  f.invert = (p) => d0 + ((p - r0) / (r1 - r0 || 1)) * span;
-  f.domain = [d0, d1];
-  f.range = [r0, r1];
-  return f;
-}
-
-/** About `count` round tick values (steps 1, 2, 2.5 or 5 x 10^k) inside [lo, hi]. */
-export function niceTicks(lo, hi, count = 5) {
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
-  if (hi < lo) [lo, hi] = [hi, lo];
-  if (hi === lo) return [lo];
-  const raw = (hi - lo) / Math.max(1, count);
-  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || 10 * mag;
-  const start = Math.ceil(lo / step - 1e-9) * step;
-  const ticks = [];
-  for (let v = start; v <= hi + step * 1e-9; v += step) {
-    ticks.push(Math.abs(v) < step * 1e-9 ? 0 : Number(v.toPrecision(12)));
-  }
-  return ticks;
-}
-
-const CATEGORY10 = [
-  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-  "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
-];
-
-/** Colour of the layer at position `index` (category10, then golden-angle hues). */
-export function layerColor(index) {
-  const i = Math.max(0, Math.floor(index));
-  if (i < CATEGORY10.length) return CATEGORY10[i];
-  const hue = Math.round(((i - CATEGORY10.length) * 137.508 + 20) % 360);
-  return `hsl(${hue}, 62%, 42%)`;
-}
-
-/** The element of sorted `epochs` nearest to `target` (ties: the earlier); null if empty. */
-export function nearestEpoch(epochs, target) {
-  const n = epochs ? epochs.length : 0;
-  if (!n) return null;
-  if (!Number.isFinite(target)) return epochs[n - 1];
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (epochs[mid] < target) lo = mid + 1;
-    else hi = mid;
-  }
-  if (lo === 0) return epochs[0];
-  if (lo === n) return epochs[n - 1];
-  const before = epochs[lo - 1];
-  const after = epochs[lo];
-  return target - before <= after - target ? before : after;
-}
-
-/** Index of `epoch`'s nearest measured epoch in sorted `epochs` (-1 if empty). */
-export function epochIndex(epochs, epoch) {
-  const e = nearestEpoch(epochs, epoch);
-  return e === null ? -1 : epochs.indexOf(e);
-}
-
-/** The epoch after `epoch` for playback; null at the end (playback stops). */
-export function nextEpoch(epochs, epoch) {
-  if (!epochs || !epochs.length) return null;
-  const i = epochIndex(epochs, epoch);
-  return i + 1 < epochs.length ? epochs[i + 1] : null;
 }
 
 const BLUES = [
@@ -161,26 +94,9 @@ export function heatmapScaleMax(heatmap, kind) {
   return m;
 }
 
-/** A number of bits for display: 3 significant digits, fixed notation when sensible. */
-export function formatBits(v, withUnit = true) {
-  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
-  const a = Math.abs(v);
-  let s;
-  if (a === 0) s = "0";
-  else if (a >= 1000 || a < 1e-3) s = v.toExponential(2);
-  else if (a >= 100) s = v.toFixed(0);
-  else if (a >= 10) s = v.toFixed(1);
-  else if (a >= 1) s = v.toFixed(2);
-  else s = v.toPrecision(2);
-  return withUnit ? `${s} bits` : s;
-}
-
 /** A plain scalar (loss, accuracy) for display. */
 export function formatValue(v) {
-  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
-  const a = Math.abs(v);
-  if (a !== 0 && (a >= 1e4 || a < 1e-3)) return v.toExponential(2);
-  return String(Number(v.toPrecision(4)));
+  return formatScalar(v, 4);
 }
 
 /** One layer's trajectory in the plane: points in epoch order, measurements where S or
@@ -206,13 +122,6 @@ export function trajectoryPoints(layerData, metric = "ei") {
   return pts;
 }
 
-/** The point of a trajectory at the measured epoch nearest to `epoch` (null if none). */
-export function markerPoint(points, epoch) {
-  if (!points || !points.length) return null;
-  const e = nearestEpoch(points.map((p) => p.epoch), epoch);
-  return points.find((p) => p.epoch === e) || null;
-}
-
 /** Plane extent covering every point (and CI box when `withCI`), the origin and the
  *  EI nullcline x = 0, padded by `pad` of the span on each side. */
 export function planeDomain(trajectories, withCI = false, pad = 0.08) {
@@ -228,24 +137,6 @@ export function planeDomain(trajectories, withCI = false, pad = 0.08) {
   const sx = x1 - x0 || 1;
   const sy = y1 - y0 || 1;
   return { x: [x0 - pad * sx, x1 + pad * sx], y: [y0 - pad * sy, y1 + pad * sy] };
-}
-
-/** Scales for a box of `width` x `height` px with the SAME px per bit on both axes (the
- *  plane is a rotation of the (S, D) axes, so angles must be preserved); the shorter
- *  domain is widened about its centre. y grows upwards. */
-export function equalAspect(domain, width, height) {
-  const [xa, xb] = domain.x;
-  const [ya, yb] = domain.y;
-  const k = Math.min(width / (xb - xa || 1), height / (yb - ya || 1));
-  const xc = (xa + xb) / 2;
-  const yc = (ya + yb) / 2;
-  const hx = width / k / 2;
-  const hy = height / k / 2;
-  return {
-    x: linearScale(xc - hx, xc + hx, 0, width),
-    y: linearScale(yc - hy, yc + hy, height, 0),
-    pxPerBit: k,
-  };
 }
 
 /** The status line's text from the status trait. */
@@ -286,29 +177,6 @@ export function nodeBars(heatmap, side, kind) {
   return nodes[kind] || null;
 }
 
-/** Extent [lo, hi] of the finite values of some arrays (null if none). */
-export function seriesExtent(...arrays) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const arr of arrays) {
-    if (!arr) continue;
-    for (const v of arr) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-  }
-  return lo <= hi ? [lo, hi] : null;
-}
-
-/** SVG path "M x y L x y ..." through the points, broken where a value is missing. */
-export function linePath(xs, ys, sx, sy) {
-  let d = "";
-  let pen = false;
-  for (let k = 0; k < xs.length; k++) {
-    if (!Number.isFinite(xs[k]) || !Number.isFinite(ys[k])) { pen = false; continue; }
-    d += `${pen ? "L" : "M"}${sx(xs[k]).toFixed(1)},${sy(ys[k]).toFixed(1)}`;
-    pen = true;
-  }
-  return d;
-}
-
 /** Split n points into at most `chunks` consecutive runs that share their end points,
  *  for drawing time along a trajectory as rising opacity. Returns [start, end] pairs. */
 export function timeChunks(n, chunks = 6) {
@@ -323,76 +191,28 @@ export function timeChunks(n, chunks = 6) {
   return out;
 }
 
-// ------------------------------------------------------------------ DOM helpers
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  setAttrs(el, attrs);
-  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
-  return el;
-}
-
-function s(tag, attrs = {}, ...children) {
-  const el = document.createElementNS(SVG_NS, tag);
-  setAttrs(el, attrs);
-  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
-  return el;
-}
-
-function setAttrs(el, attrs) {
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === "text") el.textContent = v;
-    else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : String(v));
-  }
-}
-
-function clear(el) {
-  while (el.firstChild) el.removeChild(el.firstChild);
-}
-
-/** Fix an svg's drawing size; with a viewBox it shrinks with a narrow notebook column. */
-function size(svg, width, height) {
-  svg.setAttribute("width", width);
-  svg.setAttribute("height", height);
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-}
-
-function svgText(x, y, text, attrs = {}) {
-  return s("text", { x, y, ...attrs }, text);
-}
-
-function axisLeft(g, scale, ticks, x, width, fmt = (v) => String(v), grid = true) {
-  for (const t of ticks) {
-    const y = scale(t);
-    if (grid) g.append(s("line", { x1: x, x2: x + width, y1: y, y2: y, class: "cw-grid" }));
-    g.append(svgText(x - 6, y + 3.5, fmt(t), { class: "cw-tick", "text-anchor": "end" }));
-  }
-}
-
-function axisBottom(g, scale, ticks, y, height, fmt = (v) => String(v), grid = true) {
-  for (const t of ticks) {
-    const x = scale(t);
-    if (grid) g.append(s("line", { x1: x, x2: x, y1: y - height, y2: y, class: "cw-grid" }));
-    g.append(svgText(x, y + 14, fmt(t), { class: "cw-tick", "text-anchor": "middle" }));
-  }
-}
-
-const tickFmt = (v) => String(Number(v.toPrecision(3)));
-
 // ------------------------------------------------------------------ the view
 
+/** Draws the dashboard into `el`; returns the cleanup function. */
 function createView(model, el) {
-  const local = { playing: false, timer: null, hover: null };
-  const get = (k, d) => {
-    const v = model.get(k);
-    return v === undefined || v === null ? d : v;
-  };
-  const set = (k, v) => {
-    model.set(k, v);
-    model.save_changes();
-  };
+  // ---- redraws: a model change marks the sections it affects; one draw per frame
+  const { get, set, mark, destroy } = viewCore(model, "cw-dashboard", {
+    root: drawRoot, header: drawHeader, network: drawNetwork, plane: drawPlane,
+    markers: drawMarkers, scrubber: () => player.draw(), heatmap: drawHeatmap, edge: drawEdge,
+    loss: drawLoss, errors: drawErrors,
+  }, [
+    ["change:status change:title", ["header"]],
+    ["change:layers", ["network", "plane", "heatmap"]],
+    ["change:plane", ["plane", "network"]],
+    ["change:plane_metric change:show_ci", ["plane"]],
+    ["change:selected_layer", ["network", "plane", "root", "heatmap"]],
+    ["change:epoch", ["markers", "scrubber", "loss", "edge", "root", "network"]],
+    ["change:epochs", ["scrubber", "loss"]],
+    ["change:heatmap change:heatmap_kind change:pinned_edge", ["heatmap"]],
+    ["change:edge_history", ["edge"]],
+    ["change:scalars", ["loss"]],
+    ["change:errors", ["errors"]],
+  ]);
 
   // ---- skeleton
   const title = h("div", { class: "cw-title" });
@@ -402,13 +222,7 @@ function createView(model, el) {
 
   const network = h("div", { class: "cw-network", role: "list" });
 
-  const metricToggle = h("button", {
-    class: "cw-toggle",
-    type: "button",
-    "data-testid": "cw-metric-toggle",
-    title: "Draw the plane with whole-layer EI or with EI_parts in its place",
-    onclick: () => set("plane_metric", get("plane_metric", "ei") === "ei" ? "ei_parts" : "ei"),
-  });
+  const metricToggle = metricSwitch(get, set, "cw-metric-toggle");
   const ciBox = h("input", {
     type: "checkbox",
     "data-testid": "cw-ci-toggle",
@@ -421,7 +235,7 @@ function createView(model, el) {
     "div",
     { class: "cw-card cw-plane-card" },
     h("div", { class: "cw-card-head" }, h("span", { class: "cw-card-title", text: "Causal plane" }),
-      h("span", { class: "cw-controls" }, metricToggle, ciLabel)),
+      h("span", { class: "cw-controls" }, metricToggle.el, ciLabel)),
     plane,
     planeNote,
   );
@@ -453,40 +267,11 @@ function createView(model, el) {
     edgeSvg,
   );
 
-  const play = h("button", {
-    type: "button",
-    class: "cw-play",
-    "data-testid": "cw-play",
-    title: "Play through the measured epochs",
-    onclick: () => (local.playing ? stopPlay() : startPlay()),
+  const player = epochPlayer(get, set, () => mark("scrubber"), {
+    ids: { play: "cw-play", scrubber: "cw-scrubber" }, maxPeriod: 400,
   });
-  const scrubber = h("input", {
-    type: "range",
-    class: "cw-scrubber",
-    "data-testid": "cw-scrubber",
-    min: 0,
-    max: 0,
-    step: 1,
-    value: 0,
-  });
-  const onScrub = () => {
-    const eps = get("epochs", []);
-    const idx = Number(scrubber.value);
-    if (eps.length && Number.isFinite(idx)) {
-      const e = eps[Math.max(0, Math.min(eps.length - 1, idx))];
-      if (e !== get("epoch", 0)) set("epoch", e);
-    }
-  };
-  scrubber.addEventListener("input", onScrub);
-  scrubber.addEventListener("change", onScrub);
-  const epochLabel = h("span", { class: "cw-epoch-label" });
   const loss = s("svg", { class: "cw-loss", "data-testid": "cw-loss", width: 930, height: 150 });
-  const timeCard = h(
-    "div",
-    { class: "cw-card cw-time-card" },
-    h("div", { class: "cw-scrub-row" }, play, scrubber, epochLabel),
-    loss,
-  );
+  const timeCard = h("div", { class: "cw-card cw-time-card" }, player.row, loss);
   const errorsEl = h("div", { class: "cw-errors", "data-testid": "cw-errors" });
 
   const root = h(
@@ -500,61 +285,6 @@ function createView(model, el) {
     errorsEl,
   );
   el.append(root);
-
-  // ---- redraw scheduling: changes are batched into one draw per frame
-  const dirty = new Set();
-  let scheduled = false;
-  let destroyed = false;
-  const flush = () => {
-    if (!scheduled || destroyed) return;
-    scheduled = false;
-    const d = new Set(dirty);
-    dirty.clear();
-    const run = (name, fn) => {
-      if (!d.has(name)) return;
-      try { fn(); } catch (err) { console.error(`cw-dashboard: drawing ${name} failed`, err); }
-    };
-    run("root", drawRoot);
-    run("header", drawHeader);
-    run("network", drawNetwork);
-    run("plane", drawPlane);
-    if (!d.has("plane")) run("markers", drawMarkers);
-    run("scrubber", drawScrubber);
-    run("heatmap", drawHeatmap);
-    run("edge", drawEdge);
-    run("loss", drawLoss);
-    run("errors", drawErrors);
-  };
-  const mark = (...names) => {
-    for (const n of names) dirty.add(n);
-    if (scheduled) return;
-    scheduled = true;
-    // rAF for smoothness; the timeout keeps hidden tabs (no rAF) up to date too
-    if (typeof requestAnimationFrame === "function") requestAnimationFrame(flush);
-    setTimeout(flush, 60);
-  };
-
-  const listeners = [
-    ["change:status change:title", ["header"]],
-    ["change:layers", ["network", "plane", "heatmap"]],
-    ["change:plane", ["plane", "network"]],
-    ["change:plane_metric change:show_ci", ["plane"]],
-    ["change:selected_layer", ["network", "plane", "root", "heatmap"]],
-    ["change:epoch", ["markers", "scrubber", "loss", "edge", "root", "network"]],
-    ["change:epochs", ["scrubber", "loss"]],
-    ["change:heatmap change:heatmap_kind change:pinned_edge", ["heatmap"]],
-    ["change:edge_history", ["edge"]],
-    ["change:scalars", ["loss"]],
-    ["change:errors", ["errors"]],
-  ];
-  const handlers = [];
-  for (const [events, sections] of listeners) {
-    for (const ev of events.split(" ")) {
-      const fn = () => mark(...sections);
-      model.on(ev, fn);
-      handlers.push([ev, fn]);
-    }
-  }
 
   // ---- sections
   function layerIndex() {
@@ -640,12 +370,7 @@ function createView(model, el) {
     const showCI = !!get("show_ci", false);
     const sel = get("selected_layer", "");
     const mLabel = metric === "ei" ? "EI" : "EI_parts";
-    metricToggle.setAttribute("data-metric", metric);
-    clear(metricToggle);
-    metricToggle.append(
-      h("span", { class: metric === "ei" ? "cw-on" : "", text: "EI" }),
-      h("span", { class: metric === "ei_parts" ? "cw-on" : "", text: "EI_parts" }),
-    );
+    metricToggle.draw(metric);
     ciBox.checked = showCI;
 
     const W = Number(plane.getAttribute("width"));
@@ -657,30 +382,7 @@ function createView(model, el) {
     const withPts = layers.filter((l) => l.points.length);
     const dom = planeDomain(withPts.map((l) => l.points), showCI);
     const sc = equalAspect(dom, w, hgt);
-    const g = s("g", { transform: `translate(${PM.left},${PM.top})` });
-    plane.append(g);
-    const clipId = `cw-clip-${Math.random().toString(36).slice(2)}`;
-    plane.append(s("defs", {}, s("clipPath", { id: clipId }, s("rect", { x: 0, y: 0, width: w, height: hgt }))));
-    g.append(s("rect", { x: 0, y: 0, width: w, height: hgt, class: "cw-plot-bg" }));
-    axisLeft(g, sc.y, niceTicks(sc.y.domain[0], sc.y.domain[1], 6), 0, w, tickFmt);
-    axisBottom(g, sc.x, niceTicks(sc.x.domain[0], sc.x.domain[1], 6), hgt, hgt, tickFmt);
-    const inner = s("g", { "clip-path": `url(#${clipId})` });
-    g.append(inner);
-    // the rotated (S, D) axes: D = 0 is the line y = x, S = 0 is y = -x
-    const big = 4 * Math.max(Math.abs(sc.x.domain[0]), Math.abs(sc.x.domain[1]), Math.abs(sc.y.domain[0]), Math.abs(sc.y.domain[1]), 1);
-    inner.append(s("line", { x1: sc.x(-big), y1: sc.y(-big), x2: sc.x(big), y2: sc.y(big), class: "cw-diag" }));
-    inner.append(s("line", { x1: sc.x(-big), y1: sc.y(big), x2: sc.x(big), y2: sc.y(-big), class: "cw-diag" }));
-    // the EI nullcline
-    inner.append(s("line", { x1: sc.x(0), x2: sc.x(0), y1: 0, y2: hgt, class: "cw-nullcline" }));
-    inner.append(svgText(sc.x(0) + 4, 12, `${mLabel} = 0`, { class: "cw-annot" }));
-    // diagonal labels placed where the diagonals leave the plot's upper edge
-    const yTop = sc.y.domain[1];
-    // only where the end-anchored label (~90 px) fits inside the plot
-    if (sc.x(yTop) < w - 30 && sc.x(yTop) > 95) inner.append(svgText(sc.x(yTop) - 4, 24, "degeneracy = 0", { class: "cw-annot", "text-anchor": "end" }));
-    if (sc.x(-yTop) > 30 && sc.x(-yTop) < w - 95) inner.append(svgText(sc.x(-yTop) + 4, 24, "sensitivity = 0", { class: "cw-annot" }));
-
-    g.append(svgText(w / 2, hgt + 34, `${mLabel} / √2  = (S − D) / √2   [bits]`, { class: "cw-axis-label", "text-anchor": "middle" }));
-    g.append(svgText(-hgt / 2, -40, "(S + D) / √2   [bits]", { class: "cw-axis-label", "text-anchor": "middle", transform: "rotate(-90)" }));
+    const { inner } = planeFrame(plane, sc, w, hgt, PM, mLabel);
 
     const total = withPts.reduce((a, l) => a + l.points.length, 0);
     const dots = total <= 4000;
@@ -793,43 +495,6 @@ function createView(model, el) {
       clear(m.ci);
       if (showCI && p.ci) m.ci.append(ciBars(p, sc, m.layer.color, 0.9));
     }
-  }
-
-  function drawScrubber() {
-    const eps = get("epochs", []);
-    const epoch = get("epoch", 0);
-    scrubber.max = String(Math.max(0, eps.length - 1));
-    scrubber.disabled = eps.length < 2;
-    play.disabled = eps.length < 2;
-    const i = epochIndex(eps, epoch);
-    if (i >= 0 && Number(scrubber.value) !== i) scrubber.value = String(i);
-    epochLabel.textContent = eps.length
-      ? `epoch ${epoch}  ·  ${i + 1} / ${eps.length} measured`
-      : "no measurements yet";
-    play.textContent = local.playing ? "❚❚" : "▶";
-    play.setAttribute("aria-label", local.playing ? "pause" : "play");
-  }
-
-  function startPlay() {
-    const eps = get("epochs", []);
-    if (eps.length < 2) return;
-    local.playing = true;
-    // start over when at the end
-    if (nextEpoch(eps, get("epoch", 0)) === null) set("epoch", eps[0]);
-    const period = Math.max(60, Math.min(400, 8000 / eps.length));
-    local.timer = setInterval(() => {
-      const nxt = nextEpoch(get("epochs", []), get("epoch", 0));
-      if (nxt === null) stopPlay();
-      else set("epoch", nxt);
-    }, period);
-    mark("scrubber");
-  }
-
-  function stopPlay() {
-    local.playing = false;
-    if (local.timer) clearInterval(local.timer);
-    local.timer = null;
-    mark("scrubber");
   }
 
   function drawHeatmap() {
@@ -1122,19 +787,11 @@ function createView(model, el) {
 
   mark("root", "header", "network", "plane", "scrubber", "heatmap", "edge", "loss", "errors");
 
-  return {
-    destroy() {
-      destroyed = true;
-      stopPlay();
-      for (const [ev, fn] of handlers) model.off(ev, fn);
-    },
+  return () => {
+    destroy();
+    player.stop();
   };
 }
 
 /** anywidget entry point. */
-function render({ model, el }) {
-  const view = createView(model, el);
-  return () => view.destroy();
-}
-
-export default { render };
+export default { render: ({ model, el }) => createView(model, el) };

@@ -12,51 +12,21 @@
 // x = M/sqrt2, y = (2S - M)/sqrt2 in bits (the causal plane's 45-degree layout, as in
 // dashboard.js); a group's x/y are the means over its seeds, x_sd/y_sd the spread.
 //
-// anywidget loads one module per widget, so the few helpers this shares with dashboard.js
-// (scales, ticks, equal aspect, nearest epoch, line paths) are repeated here. Pure logic is
-// exported for node's test runner (js/tests/study.test.mjs).
+// The helpers this shares with dashboard.js (scales, ticks, equal aspect, nearest epoch,
+// line paths, DOM/SVG, the plane's frame, the epoch player) live in plot_common.js, which
+// causal_widgets.widgets.esm_bundle inlines for the browser (anywidget loads one module per
+// widget). Pure logic is exported for node's test runner (js/tests/study.test.mjs); the
+// shared helpers those tests use are re-exported.
 
-const SVG_NS = "http://www.w3.org/2000/svg";
+import { clear, epochIndex, epochPlayer, equalAspect, formatBits, formatScalar, h, layerColor, linePath, linearScale, markerPoint, metricSwitch, nearestEpoch, nextEpoch, niceTicks, planeFrame, s, seriesExtent, size, svgText, tickFmt, viewCore } from "./plot_common.js";
+
+export { epochIndex, equalAspect, linePath, nearestEpoch, nextEpoch, niceTicks };
 
 // ------------------------------------------------------------------ pure helpers
 
-/** A linear map from domain [d0, d1] to range [r0, r1], with .invert. */
-export function linearScale(d0, d1, r0, r1) {
-  const span = d1 - d0 || 1;
-  const f = (v) => r0 + ((v - d0) / span) * (r1 - r0);
-  f.invert = (p) => d0 + ((p - r0) / (r1 - r0 || 1)) * span;
-  f.domain = [d0, d1];
-  f.range = [r0, r1];
-  return f;
-}
-
-/** About `count` round tick values (steps 1, 2, 2.5 or 5 x 10^k) inside [lo, hi]. */
-export function niceTicks(lo, hi, count = 5) {
-  if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [];
-  if (hi < lo) [lo, hi] = [hi, lo];
-  if (hi === lo) return [lo];
-  const raw = (hi - lo) / Math.max(1, count);
-  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((v) => v >= raw) || 10 * mag;
-  const start = Math.ceil(lo / step - 1e-9) * step;
-  const ticks = [];
-  for (let v = start; v <= hi + step * 1e-9; v += step) {
-    ticks.push(Math.abs(v) < step * 1e-9 ? 0 : Number(v.toPrecision(12)));
-  }
-  return ticks;
-}
-
-const CATEGORY10 = [
-  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-  "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
-];
-
 /** Colour of the configuration at position `index` (category10, then golden-angle hues). */
 export function groupColor(index) {
-  const i = Math.max(0, Math.floor(Number(index) || 0));
-  if (i < CATEGORY10.length) return CATEGORY10[i];
-  const hue = Math.round(((i - CATEGORY10.length) * 137.508 + 20) % 360);
-  return `hsl(${hue}, 62%, 42%)`;
+  return layerColor(Number(index) || 0);
 }
 
 const DASHES = ["", "7 4", "2 3", "9 3 2 3", "4 2 1 2 1 2", "12 4"];
@@ -106,38 +76,6 @@ export function shapePath(shape, r) {
   }
 }
 
-/** The element of sorted `epochs` nearest to `target` (ties: the earlier); null if empty. */
-export function nearestEpoch(epochs, target) {
-  const n = epochs ? epochs.length : 0;
-  if (!n) return null;
-  if (!Number.isFinite(target)) return epochs[n - 1];
-  let lo = 0;
-  let hi = n;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (epochs[mid] < target) lo = mid + 1;
-    else hi = mid;
-  }
-  if (lo === 0) return epochs[0];
-  if (lo === n) return epochs[n - 1];
-  const before = epochs[lo - 1];
-  const after = epochs[lo];
-  return target - before <= after - target ? before : after;
-}
-
-/** Index of `epoch`'s nearest measured epoch in sorted `epochs` (-1 if empty). */
-export function epochIndex(epochs, epoch) {
-  const e = nearestEpoch(epochs, epoch);
-  return e === null ? -1 : epochs.indexOf(e);
-}
-
-/** The epoch after `epoch` for playback; null at the end (playback stops). */
-export function nextEpoch(epochs, epoch) {
-  if (!epochs || !epochs.length) return null;
-  const i = epochIndex(epochs, epoch);
-  return i + 1 < epochs.length ? epochs[i + 1] : null;
-}
-
 /** One trajectory's points `{epoch, x, y, x_sd, y_sd, n}` in epoch order, points with a
  *  missing coordinate skipped (a missing sd counts as 0). */
 export function trajectoryPoints(entry) {
@@ -161,9 +99,7 @@ export function trajectoryPoints(entry) {
 
 /** The point of a trajectory at its measured epoch nearest to `epoch` (null if none). */
 export function pointAt(points, epoch) {
-  if (!points || !points.length) return null;
-  const e = nearestEpoch(points.map((p) => p.epoch), epoch);
-  return points.find((p) => p.epoch === e) || null;
+  return markerPoint(points, epoch);
 }
 
 /** Names of `all` that are in `chosen`, in `all`'s order (the canonical order). */
@@ -245,47 +181,6 @@ export function studyDomain(trajectories, withSd = true, pad = 0.08) {
   return { x: [x0 - pad * spx, x1 + pad * spx], y: [y0 - pad * spy, y1 + pad * spy] };
 }
 
-/** Scales for a box of `width` x `height` px with the SAME px per bit on both axes (the
- *  plane is a rotation of the (S, D) axes, so angles must be preserved); the shorter
- *  domain is widened about its centre. y grows upwards. */
-export function equalAspect(domain, width, height) {
-  const [xa, xb] = domain.x;
-  const [ya, yb] = domain.y;
-  const k = Math.min(width / (xb - xa || 1), height / (yb - ya || 1));
-  const xc = (xa + xb) / 2;
-  const yc = (ya + yb) / 2;
-  const hx = width / k / 2;
-  const hy = height / k / 2;
-  return {
-    x: linearScale(xc - hx, xc + hx, 0, width),
-    y: linearScale(yc - hy, yc + hy, height, 0),
-    pxPerBit: k,
-  };
-}
-
-/** Extent [lo, hi] of the finite values of some arrays (null if none). */
-export function seriesExtent(...arrays) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const arr of arrays) {
-    if (!arr) continue;
-    for (const v of arr) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-  }
-  return lo <= hi ? [lo, hi] : null;
-}
-
-/** SVG path "M x y L x y ..." through the points, broken where a value is missing. */
-export function linePath(xs, ys, sx, sy) {
-  let d = "";
-  let pen = false;
-  for (let k = 0; k < xs.length; k++) {
-    if (!Number.isFinite(xs[k]) || !Number.isFinite(ys[k])) { pen = false; continue; }
-    d += `${pen ? "L" : "M"}${sx(xs[k]).toFixed(1)},${sy(ys[k]).toFixed(1)}`;
-    pen = true;
-  }
-  return d;
-}
-
 /** Closed SVG path of the band mean - sd .. mean + sd over `xs` ("" if nothing finite).
  *  Points with a missing mean are skipped; a missing sd counts as 0. */
 export function bandPath(xs, mean, sd, sx, sy) {
@@ -334,26 +229,9 @@ export function curveDomains(curves, names) {
   };
 }
 
-/** A number of bits for display: 3 significant digits, fixed notation when sensible. */
-export function formatBits(v, withUnit = true) {
-  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
-  const a = Math.abs(v);
-  let s;
-  if (a === 0) s = "0";
-  else if (a >= 1000 || a < 1e-3) s = v.toExponential(2);
-  else if (a >= 100) s = v.toFixed(0);
-  else if (a >= 10) s = v.toFixed(1);
-  else if (a >= 1) s = v.toFixed(2);
-  else s = v.toPrecision(2);
-  return withUnit ? `${s} bits` : s;
-}
-
 /** A plain scalar (loss, accuracy) for display. */
 export function formatValue(v) {
-  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
-  const a = Math.abs(v);
-  if (a !== 0 && (a >= 1e4 || a < 1e-3)) return v.toExponential(2);
-  return String(Number(v.toPrecision(3)));
+  return formatScalar(v, 3);
 }
 
 /** The header's summary line. */
@@ -370,45 +248,6 @@ export function summaryText(groups, runs, layers, epochs) {
 
 // ------------------------------------------------------------------ DOM helpers
 
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  setAttrs(el, attrs);
-  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
-  return el;
-}
-
-function s(tag, attrs = {}, ...children) {
-  const el = document.createElementNS(SVG_NS, tag);
-  setAttrs(el, attrs);
-  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
-  return el;
-}
-
-function setAttrs(el, attrs) {
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === "text") el.textContent = v;
-    else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? "" : String(v));
-  }
-}
-
-function clear(el) {
-  while (el.firstChild) el.removeChild(el.firstChild);
-}
-
-function size(svg, width, height) {
-  svg.setAttribute("width", width);
-  svg.setAttribute("height", height);
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
-}
-
-function svgText(x, y, text, attrs = {}) {
-  return s("text", { x, y, ...attrs }, text);
-}
-
-const tickFmt = (v) => String(Number(v.toPrecision(3)));
-
 /** A small inline legend swatch: a line in `dash` and a marker `shape`. */
 function swatch(colour, dash, shape, width = 34) {
   const sv = s("svg", { class: "cw-sw", width, height: 12, viewBox: `0 0 ${width} 12` });
@@ -419,16 +258,21 @@ function swatch(colour, dash, shape, width = 34) {
 
 // ------------------------------------------------------------------ the view
 
+/** Draws the study dashboard into `el`; returns the cleanup function. */
 function createView(model, el) {
-  const local = { playing: false, timer: null };
-  const get = (k, d) => {
-    const v = model.get(k);
-    return v === undefined || v === null ? d : v;
-  };
-  const set = (k, v) => {
-    model.set(k, v);
-    model.save_changes();
-  };
+  // ---- redraws: a model change marks the sections it affects; one draw per frame
+  const { get, set, mark, destroy } = viewCore(model, "cw-study", {
+    root: drawRoot, header: drawHeader, error: drawError, list: drawList, plane: drawPlane,
+    markers: drawMarkers, scrubber: () => player.draw(), curves: drawCurves,
+  }, [
+    ["change:title change:groups change:runs change:layers change:epochs", ["header"]],
+    ["change:error", ["error"]],
+    ["change:groups change:runs change:selected_groups change:selected_runs", ["list", "plane", "curves", "root"]],
+    ["change:plane change:layers change:layer_filter change:plane_metric", ["plane", "root"]],
+    ["change:epoch", ["markers", "scrubber", "curves", "root", "list"]],
+    ["change:epochs", ["scrubber"]],
+    ["change:curves", ["curves", "list"]],
+  ]);
   const state = () => ({
     plane: get("plane", {}),
     groups: get("groups", []),
@@ -445,13 +289,7 @@ function createView(model, el) {
   const header = h("div", { class: "cw-header" }, title, summary);
   const errorEl = h("div", { class: "cw-errors", "data-testid": "cw-study-error" });
 
-  const metricToggle = h("button", {
-    class: "cw-toggle",
-    type: "button",
-    "data-testid": "cw-study-metric-toggle",
-    title: "Draw the plane with whole-layer EI or with EI_parts in its place",
-    onclick: () => set("plane_metric", get("plane_metric", "ei") === "ei" ? "ei_parts" : "ei"),
-  });
+  const metricToggle = metricSwitch(get, set, "cw-study-metric-toggle");
   const layerChips = h("span", { class: "cw-layer-chips", "data-testid": "cw-study-layers" });
   const plane = s("svg", { class: "cw-plane", "data-testid": "cw-study-plane", width: 560, height: 440 });
   const legend = h("div", { class: "cw-legend-row", "data-testid": "cw-study-legend" });
@@ -461,7 +299,7 @@ function createView(model, el) {
     { class: "cw-card cw-plane-card" },
     h("div", { class: "cw-card-head" },
       h("span", { class: "cw-card-title", text: "Causal plane · mean ± sd over seeds" }),
-      h("span", { class: "cw-controls" }, layerChips, metricToggle)),
+      h("span", { class: "cw-controls" }, layerChips, metricToggle.el)),
     plane,
     legend,
     planeNote,
@@ -479,37 +317,14 @@ function createView(model, el) {
     h("div", { class: "cw-note", text: "Tick a configuration to draw its mean over seeds; tick a run to overlay it as a thin line." }),
   );
 
-  const play = h("button", {
-    type: "button",
-    class: "cw-play",
-    "data-testid": "cw-study-play",
-    title: "Play through the measured epochs",
-    onclick: () => (local.playing ? stopPlay() : startPlay()),
-  });
-  const scrubber = h("input", {
-    type: "range", class: "cw-scrubber", "data-testid": "cw-study-scrubber",
-    min: 0, max: 0, step: 1, value: 0,
+  const player = epochPlayer(get, set, () => mark("scrubber"), {
+    ids: { play: "cw-study-play", scrubber: "cw-study-scrubber", label: "cw-study-epoch-label" },
+    maxPeriod: 500,
     // JupyterLab's shortcuts would otherwise take the arrow keys from the focused slider
-    "data-lm-suppress-shortcuts": "true",
+    sliderAttrs: { "data-lm-suppress-shortcuts": "true" },
   });
-  const onScrub = () => {
-    const eps = get("epochs", []);
-    const idx = Number(scrubber.value);
-    if (eps.length && Number.isFinite(idx)) {
-      const e = eps[Math.max(0, Math.min(eps.length - 1, idx))];
-      if (e !== get("epoch", 0)) set("epoch", e);
-    }
-  };
-  scrubber.addEventListener("input", onScrub);
-  scrubber.addEventListener("change", onScrub);
-  const epochLabel = h("span", { class: "cw-epoch-label", "data-testid": "cw-study-epoch-label" });
   const curvesEl = h("div", { class: "cw-curves", "data-testid": "cw-study-curves" });
-  const timeCard = h(
-    "div",
-    { class: "cw-card cw-time-card" },
-    h("div", { class: "cw-scrub-row" }, play, scrubber, epochLabel),
-    curvesEl,
-  );
+  const timeCard = h("div", { class: "cw-card cw-time-card" }, player.row, curvesEl);
 
   const root = h(
     "div",
@@ -520,48 +335,6 @@ function createView(model, el) {
     timeCard,
   );
   el.append(root);
-
-  // ---- redraw scheduling: changes are batched into one draw per frame
-  const dirty = new Set();
-  let scheduled = false;
-  let destroyed = false;
-  const ORDER = ["root", "header", "error", "list", "plane", "markers", "scrubber", "curves"];
-  const flush = () => {
-    if (!scheduled || destroyed) return;
-    scheduled = false;
-    const d = new Set(dirty);
-    dirty.clear();
-    if (d.has("plane")) d.delete("markers"); // drawPlane draws the markers too
-    for (const name of ORDER) {
-      if (!d.has(name)) continue;
-      try { DRAW[name](); } catch (err) { console.error(`cw-study: drawing ${name} failed`, err); }
-    }
-  };
-  const mark = (...names) => {
-    for (const n of names) dirty.add(n);
-    if (scheduled) return;
-    scheduled = true;
-    if (typeof requestAnimationFrame === "function") requestAnimationFrame(flush);
-    setTimeout(flush, 60);
-  };
-
-  const listeners = [
-    ["change:title change:groups change:runs change:layers change:epochs", ["header"]],
-    ["change:error", ["error"]],
-    ["change:groups change:runs change:selected_groups change:selected_runs", ["list", "plane", "curves", "root"]],
-    ["change:plane change:layers change:layer_filter change:plane_metric", ["plane", "root"]],
-    ["change:epoch", ["markers", "scrubber", "curves", "root", "list"]],
-    ["change:epochs", ["scrubber"]],
-    ["change:curves", ["curves", "list"]],
-  ];
-  const handlers = [];
-  for (const [events, sections] of listeners) {
-    for (const ev of events.split(" ")) {
-      const fn = () => mark(...sections);
-      model.on(ev, fn);
-      handlers.push([ev, fn]);
-    }
-  }
 
   // ---- sections
   function drawRoot() {
@@ -649,12 +422,7 @@ function createView(model, el) {
     const st = state();
     const metric = get("plane_metric", "ei");
     const mLabel = metric === "ei" ? "EI" : "EI_parts";
-    metricToggle.setAttribute("data-metric", metric);
-    clear(metricToggle);
-    metricToggle.append(
-      h("span", { class: metric === "ei" ? "cw-on" : "", text: "EI" }),
-      h("span", { class: metric === "ei_parts" ? "cw-on" : "", text: "EI_parts" }),
-    );
+    metricToggle.draw(metric);
     drawLayerChips(st);
 
     const W = Number(plane.getAttribute("width"));
@@ -669,32 +437,7 @@ function createView(model, el) {
     plane.setAttribute("data-scale", JSON.stringify({
       x: sc.x.domain, y: sc.y.domain, width: w, height: hgt, left: PM.left, top: PM.top,
     }));
-    const g = s("g", { transform: `translate(${PM.left},${PM.top})`, class: "cw-plot" });
-    plane.append(g);
-    const clipId = `cw-study-clip-${Math.random().toString(36).slice(2)}`;
-    plane.append(s("defs", {}, s("clipPath", { id: clipId }, s("rect", { x: 0, y: 0, width: w, height: hgt }))));
-    g.append(s("rect", { x: 0, y: 0, width: w, height: hgt, class: "cw-plot-bg" }));
-    for (const t of niceTicks(sc.y.domain[0], sc.y.domain[1], 6)) {
-      g.append(s("line", { x1: 0, x2: w, y1: sc.y(t), y2: sc.y(t), class: "cw-grid" }));
-      g.append(svgText(-6, sc.y(t) + 3.5, tickFmt(t), { class: "cw-tick", "text-anchor": "end" }));
-    }
-    for (const t of niceTicks(sc.x.domain[0], sc.x.domain[1], 6)) {
-      g.append(s("line", { x1: sc.x(t), x2: sc.x(t), y1: 0, y2: hgt, class: "cw-grid" }));
-      g.append(svgText(sc.x(t), hgt + 14, tickFmt(t), { class: "cw-tick", "text-anchor": "middle" }));
-    }
-    const inner = s("g", { "clip-path": `url(#${clipId})` });
-    g.append(inner);
-    // the rotated (S, D) axes: D = 0 is the line y = x, S = 0 is y = -x; the EI nullcline x = 0
-    const big = 4 * Math.max(...sc.x.domain.map(Math.abs), ...sc.y.domain.map(Math.abs), 1);
-    inner.append(s("line", { x1: sc.x(-big), y1: sc.y(-big), x2: sc.x(big), y2: sc.y(big), class: "cw-diag" }));
-    inner.append(s("line", { x1: sc.x(-big), y1: sc.y(big), x2: sc.x(big), y2: sc.y(-big), class: "cw-diag" }));
-    inner.append(s("line", { x1: sc.x(0), x2: sc.x(0), y1: 0, y2: hgt, class: "cw-nullcline" }));
-    inner.append(svgText(sc.x(0) + 4, 12, `${mLabel} = 0`, { class: "cw-annot" }));
-    const yTop = sc.y.domain[1];
-    if (sc.x(yTop) < w - 30 && sc.x(yTop) > 95) inner.append(svgText(sc.x(yTop) - 4, 24, "degeneracy = 0", { class: "cw-annot", "text-anchor": "end" }));
-    if (sc.x(-yTop) > 30 && sc.x(-yTop) < w - 95) inner.append(svgText(sc.x(-yTop) + 4, 24, "sensitivity = 0", { class: "cw-annot" }));
-    g.append(svgText(w / 2, hgt + 34, `${mLabel} / √2  = (S − D) / √2   [bits]`, { class: "cw-axis-label", "text-anchor": "middle" }));
-    g.append(svgText(-hgt / 2, -40, "(S + D) / √2   [bits]", { class: "cw-axis-label", "text-anchor": "middle", transform: "rotate(-90)" }));
+    const { inner } = planeFrame(plane, sc, w, hgt, PM, mLabel, { clipPrefix: "cw-study-clip", plotClass: "cw-plot" });
 
     // picked runs first (thin, underneath), then the group means
     const runsG = s("g", { class: "cw-runs" });
@@ -833,42 +576,6 @@ function createView(model, el) {
     }
   }
 
-  function drawScrubber() {
-    const eps = get("epochs", []);
-    const epoch = get("epoch", 0);
-    scrubber.max = String(Math.max(0, eps.length - 1));
-    scrubber.disabled = eps.length < 2;
-    play.disabled = eps.length < 2;
-    const i = epochIndex(eps, epoch);
-    if (i >= 0 && Number(scrubber.value) !== i) scrubber.value = String(i);
-    epochLabel.textContent = eps.length
-      ? `epoch ${epoch}  ·  ${i + 1} / ${eps.length} measured`
-      : "no measurements yet";
-    play.textContent = local.playing ? "❚❚" : "▶";
-    play.setAttribute("aria-label", local.playing ? "pause" : "play");
-  }
-
-  function startPlay() {
-    const eps = get("epochs", []);
-    if (eps.length < 2) return;
-    local.playing = true;
-    if (nextEpoch(eps, get("epoch", 0)) === null) set("epoch", eps[0]);
-    const period = Math.max(60, Math.min(500, 8000 / eps.length));
-    local.timer = setInterval(() => {
-      const nxt = nextEpoch(get("epochs", []), get("epoch", 0));
-      if (nxt === null) stopPlay();
-      else set("epoch", nxt);
-    }, period);
-    mark("scrubber");
-  }
-
-  function stopPlay() {
-    local.playing = false;
-    if (local.timer) clearInterval(local.timer);
-    local.timer = null;
-    mark("scrubber");
-  }
-
   function drawCurves() {
     clear(curvesEl);
     const curves = get("curves", {});
@@ -931,25 +638,13 @@ function createView(model, el) {
       "solid: loss (left axis) · dashed green: test accuracy (right axis) · bands ±1 sd over seeds"));
   }
 
-  const DRAW = {
-    root: drawRoot, header: drawHeader, error: drawError, list: drawList, plane: drawPlane,
-    markers: drawMarkers, scrubber: drawScrubber, curves: drawCurves,
-  };
-  mark(...ORDER);
+  mark("root", "header", "error", "list", "plane", "markers", "scrubber", "curves");
 
-  return {
-    destroy() {
-      destroyed = true;
-      stopPlay();
-      for (const [ev, fn] of handlers) model.off(ev, fn);
-    },
+  return () => {
+    destroy();
+    player.stop();
   };
 }
 
 /** anywidget entry point. */
-function render({ model, el }) {
-  const view = createView(model, el);
-  return () => view.destroy();
-}
-
-export default { render };
+export default { render: ({ model, el }) => createView(model, el) };

@@ -420,6 +420,20 @@ def _wait_drawn(page, root, epoch: int, layer: str, expected: dict, timeout_s: f
         page.wait_for_timeout(200)
 
 
+def _drag_scrubber_to_start(page, scrubber) -> None:
+    """Drag the range slider ``scrubber``'s thumb with the mouse from its right end (the
+    newest epoch) to its left end, as a user does; checks it is a range input."""
+    assert scrubber.get_attribute("type") == "range"
+    scrubber.scroll_into_view_if_needed()
+    box = scrubber.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] - 4, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, y, steps=5)
+    page.mouse.move(box["x"] + 1, y, steps=5)
+    page.mouse.up()
+
+
 def _dashboard_end_to_end(page, server: Server) -> None:
     """Run the dashboard notebook in ``server``'s frontend; scrub, pick a layer, check."""
 
@@ -448,16 +462,7 @@ def _dashboard_end_to_end(page, server: Server) -> None:
     root.screenshot(path=shot("dashboard-before.png"))
 
     # drag the scrubber's thumb from the right end (newest epoch) to the left end
-    scrubber = root.locator("[data-testid=cw-scrubber]")
-    assert scrubber.get_attribute("type") == "range"
-    scrubber.scroll_into_view_if_needed()
-    box = scrubber.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] - 4, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] / 2, y, steps=5)
-    page.mouse.move(box["x"] + 1, y, steps=5)
-    page.mouse.up()
+    _drag_scrubber_to_start(page, root.locator("[data-testid=cw-scrubber]"))
     scrubbed = _wait_drawn(page, root, epochs[0], first_layer, expected)
     marker_scrubbed = _marker(root, first_layer)
     assert scrubbed["epoch"] != before["epoch"]

@@ -190,15 +190,7 @@ def test_study_dashboard_end_to_end(lab: Server, browser_page, study) -> None:
 
     # drag the scrubber's thumb from the right end (newest epoch) to the left end
     scrubber = root.locator("[data-testid=cw-study-scrubber]")
-    assert scrubber.get_attribute("type") == "range"
-    scrubber.scroll_into_view_if_needed()
-    box = scrubber.bounding_box()
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] - 4, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] / 2, y, steps=5)
-    page.mouse.move(box["x"] + 1, y, steps=5)
-    page.mouse.up()
+    tb._drag_scrubber_to_start(page, scrubber)
     scrubbed = _wait_for(page, root, "the markers at epoch 0",
                          lambda d: d["epoch"] == "0" and len(d["markers"]) == n_all
                          and all(m["epoch"] == 0 for m in d["markers"]))

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
+import subprocess
 import threading
 import time
 
@@ -23,8 +26,11 @@ import traitlets
 
 import causal_widgets as cw
 from causal_widgets.store import History
+from causal_widgets.study_widgets import StudyDashboard
 from causal_widgets.widgets import (
+    _JS_DIR,
     CausalDashboard,
+    esm_bundle,
     heatmap_payload,
     nearest,
     plane_payload,
@@ -530,6 +536,99 @@ def test_esm_and_css_are_packaged():
     assert "export default" in dash._esm and "cw-dashboard" in dash._esm
     assert ".cw-dashboard" in dash._css
     dash.close(widget=True)
+
+
+SHARED_JS = _JS_DIR / "plot_common.js"
+
+
+def _shared_names() -> list[str]:
+    """The helpers js/plot_common.js exports (what dashboard.js and study.js share)."""
+    text = SHARED_JS.read_text(encoding="utf-8")
+    return re.findall(r"^export (?:function|const) ([A-Za-z_$][\w$]*)", text, re.M)
+
+
+@pytest.mark.parametrize("widget", [CausalDashboard, StudyDashboard])
+def test_esm_is_one_self_contained_module(widget, tmp_path):
+    """anywidget loads one module per widget: the shared helpers are inlined, once each."""
+    esm = widget._esm
+    assert isinstance(esm, str) and "export default" in esm
+    assert not re.search(r"^\s*import\b", esm, re.M), "an import line is left in the bundle"
+    assert "plot_common.js" in esm  # the marker of the inlined module
+    names = _shared_names()
+    assert {"linearScale", "niceTicks", "nearestEpoch", "h", "s", "viewCore"} <= set(names)
+    for name in names:
+        found = re.findall(rf"^(?:export )?(?:function|const) {re.escape(name)}\b", esm, re.M)
+        assert len(found) == 1, (name, found)
+    inlined = esm[esm.index("// ---- plot_common.js"): esm.index("// ---- end of plot_common.js")]
+    assert not re.search(r"^export\b", inlined, re.M)
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    # node parses and links it as a module: a file of its own, no import to resolve
+    path = tmp_path / "bundle.mjs"
+    path.write_text(esm, encoding="utf-8")
+    subprocess.run([node, "--check", str(path)], check=True, capture_output=True, timeout=60)
+    out = subprocess.run(
+        [node, "--input-type=module", "-e",
+         f"const m = await import({json.dumps(path.as_uri())});"
+         "console.log(typeof m.default.render, m.nearestEpoch([0, 10, 20], 16));"],
+        check=True, capture_output=True, text=True, timeout=60,
+    )
+    assert out.stdout.split() == ["function", "20"]  # an inlined helper runs
+
+
+def test_widget_css_is_the_shared_look_then_its_own():
+    common = (_JS_DIR / "common.css").read_text(encoding="utf-8")
+    for widget, own in ((CausalDashboard, "dashboard.css"), (StudyDashboard, "study.css")):
+        css = widget._css
+        assert css.startswith(common)
+        assert css.endswith((_JS_DIR / own).read_text(encoding="utf-8"))
+    assert ".cw-study" in StudyDashboard._css and ".cw-dashboard" in CausalDashboard._css
+
+
+def _module(tmp_path, main: str, shared: str):
+    """main.js and the shared.js it imports, in tmp_path; the path of main.js."""
+    (tmp_path / "shared.js").write_text(shared, encoding="utf-8")
+    path = tmp_path / "main.js"
+    path.write_text(main, encoding="utf-8")
+    return path
+
+
+def test_esm_bundle_inlines_one_import_line(tmp_path):
+    path = _module(
+        tmp_path,
+        'import { a, b } from "./shared.js";\nexport const c = a() + b;\nexport default { c };\n',
+        "const hidden = 1;\nexport function a() {\n  return hidden;\n}\nexport const b = 2;\n",
+    )
+    out = esm_bundle(path)
+    assert not re.search(r"^\s*import\b", out, re.M)
+    assert "\nfunction a() {" in out and "\nconst b = 2;" in out and "const hidden = 1;" in out
+    assert "export const c" in out and "export default" in out  # the module's own exports stay
+
+
+@pytest.mark.parametrize(
+    ("main", "shared", "message"),
+    [
+        ('import { a as z } from "./shared.js";\n', "export const a = 1;\n", "no renaming"),
+        ('import { q } from "./shared.js";\n', "export const a = 1;\n", "exports no 'q'"),
+        ('import { a } from "./missing.js";\n', "", "no file"),
+        ('import { a } from "./shared.js";\n', 'import x from "./y.js";\nexport const a = 1;\n',
+         "one level"),
+        ('import { a } from "./shared.js";\n', "export const a = 1;\nexport default a;\n",
+         "cannot inline shared.js's 'export default a;'"),
+        ('import { a } from "./shared.js";\n', "const a = 1;\nexport { a };\n", "export { a }"),
+        ('import { a } from "./shared.js";\nconst a = 2;\n', "export const a = 1;\n",
+         "declares \\['a'\\] again"),
+        ('import { a } from "./shared.js";\nimport { a } from "./shared.js";\n',
+         "export const a = 1;\n", "imported twice"),
+        ('import a from "./shared.js";\n', "export const a = 1;\n", "only single-line"),
+        ('import {\n  a,\n} from "./shared.js";\n', "export const a = 1;\n", "only single-line"),
+    ],
+)
+def test_esm_bundle_refuses_what_it_cannot_inline(tmp_path, main, shared, message):
+    path = _module(tmp_path, main, shared)
+    with pytest.raises(ValueError, match=message):
+        esm_bundle(path)
 
 
 # --------------------------------------------------------------------------- real engine

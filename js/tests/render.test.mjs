@@ -3,21 +3,16 @@
 // Skipped when /usr/bin/chromium (or $CHROMIUM) is missing.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+import { renderInChromium, skipRender } from "./harness.mjs";
 
-// The page: a fake model that stores state, fires change events like a backbone model,
-// and answers epoch / selected_layer / pinned_edge like widgets.py does.
-function page(esmBase64) {
-  return `<!doctype html><html><head><meta charset="utf-8"></head><body>
-<div id="app"></div><pre id="result">pending</pre>
-<script type="module">
+const here = dirname(fileURLToPath(import.meta.url));
+
+// The page: the model's state, answered like widgets.py does for epoch / selected_layer /
+// pinned_edge (harness.mjs provides the fake model itself).
+const SETUP = `
 const layers = [
   { name: "fc1", n_in: 4, n_out: 5, kind: "linear" },
   { name: "fc2", n_in: 5, n_out: 3, kind: "linear" },
@@ -58,16 +53,6 @@ const state = {
   errors: [{ epoch: 20, layer: "fc2", message: "ValueError: NaN weights" }],
   heatmap: heatmapFor("fc1", 30), edge_history: {},
 };
-const listeners = {};
-const sets = [];
-const fire = (k) => (listeners["change:" + k] || []).forEach((f) => f());
-const model = {
-  get: (k) => state[k],
-  set: (k, v) => { state[k] = v; sets.push([k, v]); fire(k); python(k); },
-  save_changes: () => {},
-  on: (ev, f) => { (listeners[ev] ||= []).push(f); },
-  off: (ev, f) => { listeners[ev] = (listeners[ev] || []).filter((g) => g !== f); },
-};
 function python(k) {  // what widgets.py's observers do
   if (k === "epoch" || k === "selected_layer") {
     state.heatmap = heatmapFor(state.selected_layer, state.epoch); fire("heatmap");
@@ -81,9 +66,6 @@ function python(k) {  // what widgets.py's observers do
     fire("edge_history");
   }
 }
-const wait = (ms) => new Promise((r) => setTimeout(r, ms));
-const $ = (sel) => document.querySelector(sel);
-const $$ = (sel) => [...document.querySelectorAll(sel)];
 const snap = () => ({
   epoch: $(".cw-dashboard").getAttribute("data-epoch"),
   layer: $(".cw-dashboard").getAttribute("data-layer"),
@@ -91,11 +73,10 @@ const snap = () => ({
   cells: $$('[data-testid="cw-heatmap-cell"]').map((c) => c.getAttribute("data-value")),
   scrub: $('[data-testid="cw-scrubber"]').value,
 });
-const out = {};
-try {
-  const mod = await import("data:text/javascript;base64,${esmBase64}");
-  const cleanup = mod.default.render({ model, el: $("#app") });
-  await wait(200);
+`;
+
+// What the page does once the dashboard has drawn.
+const SCRIPT = `
   out.hooks = Object.fromEntries(["cw-plane", "cw-plane-marker", "cw-trajectory", "cw-scrubber",
     "cw-play", "cw-layer-button", "cw-heatmap", "cw-heatmap-cell", "cw-loss", "cw-status",
     "cw-errors", "cw-metric-toggle"].map((t) => [t, $$('[data-testid="' + t + '"]').length]));
@@ -107,13 +88,10 @@ try {
   out.cell00 = [...$$('[data-testid="cw-heatmap-cell"]')].filter((c) => c.getAttribute("data-i") === "3" && c.getAttribute("data-j") === "4").map((c) => c.getAttribute("data-value"));
   out.before = snap();
 
-  const sc = $('[data-testid="cw-scrubber"]');
-  sc.value = "1"; sc.dispatchEvent(new Event("input", { bubbles: true }));
-  await wait(200);
+  await scrubTo("cw-scrubber", 1);
   out.afterScrub = snap();
 
-  $('[data-testid="cw-layer-button"][data-layer="fc2"]').click();
-  await wait(200);
+  await clickOn('[data-testid="cw-layer-button"][data-layer="fc2"]');
   out.afterLayer = snap();
 
   $('[data-testid="cw-heatmap-cell"][data-i="2"][data-j="1"]').dispatchEvent(new MouseEvent("click", { bubbles: true }));
@@ -126,13 +104,11 @@ try {
   cell.dispatchEvent(new MouseEvent("mousemove", { bubbles: true, clientX: 10, clientY: 10 }));
   out.tooltip = $('[data-testid="cw-tooltip"]').textContent;
 
-  $('[data-testid="cw-metric-toggle"]').click();
-  await wait(200);
+  await clickOn('[data-testid="cw-metric-toggle"]');
   out.metric = state.plane_metric;
   out.afterToggle = snap();
 
-  $('[data-testid="cw-ci-toggle"]').click();
-  await wait(200);
+  await clickOn('[data-testid="cw-ci-toggle"]');
   out.ciBars = $$(".cw-marker-ci line").length;
 
   $$('[data-testid="cw-trajectory"]').find((t) => t.getAttribute("data-layer") === "fc1").dispatchEvent(new MouseEvent("click", { bubbles: true }));
@@ -147,79 +123,53 @@ try {
   state.epochs = [...epochs, 40]; fire("epochs");
   await wait(200);
   out.scrubMaxAfter = $('[data-testid="cw-scrubber"]').max;
-  cleanup();
-  out.ok = true;
-} catch (err) {
-  out.error = String(err && err.stack || err);
-}
-document.getElementById("result").textContent = JSON.stringify(out);
-</script></body></html>`;
-}
+`;
 
-test("renders every hook and reacts to scrubbing and clicks", { skip: !existsSync(CHROMIUM) && `no chromium at ${CHROMIUM}` }, () => {
-  const esm = readFileSync(join(here, "..", "dashboard.js"));
-  const dir = mkdtempSync(join(tmpdir(), "cw-render-"));
-  try {
-    const file = join(dir, "page.html");
-    writeFileSync(file, page(esm.toString("base64")));
-    const dom = execFileSync(CHROMIUM, [
-      "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      `--user-data-dir=${join(dir, "profile")}`,
-      "--virtual-time-budget=20000", "--dump-dom", `file://${file}`,
-    ], { timeout: 90000, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
-    const m = dom.match(/<pre id="result">([\s\S]*?)<\/pre>/);
-    assert.ok(m, "result block missing from the dumped DOM");
-    const text = m[1].replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
-    const r = JSON.parse(text);
-    assert.equal(r.error, undefined, r.error);
-    assert.ok(r.ok);
+test("renders every hook and reacts to scrubbing and clicks", { skip: skipRender }, () => {
+  const r = renderInChromium(join(here, "..", "dashboard.js"), SETUP, SCRIPT);
 
-    // hooks
-    assert.ok(r.rootClass);
-    assert.deepEqual(r.hooks, {
-      "cw-plane": 1, "cw-plane-marker": 2, "cw-trajectory": 2, "cw-scrubber": 1, "cw-play": 1,
-      "cw-layer-button": 2, "cw-heatmap": 1, "cw-heatmap-cell": 20, "cw-loss": 1,
-      "cw-status": 1, "cw-errors": 1, "cw-metric-toggle": 1,
-    });
-    assert.equal(r.scrubType, "range");
-    assert.equal(r.scrubMax, "3");
-    assert.match(r.status, /measuring epoch 40 · 1 queued · 4 epochs measured · 2 dropped · 1 error/);
-    assert.match(r.errors, /epoch 20 · fc2: ValueError: NaN weights/);
-    // cell (3, 4) of fc1 at epoch 30: (3+1)(4+1)(30+1)/1000 = 0.62
-    assert.equal(Number(r.cell00[0]), 0.62);
-    assert.equal(r.before.epoch, "30");
-    assert.equal(r.before.layer, "fc1");
-    assert.equal(r.before.scrub, "3");
+  // hooks
+  assert.ok(r.rootClass);
+  assert.deepEqual(r.hooks, {
+    "cw-plane": 1, "cw-plane-marker": 2, "cw-trajectory": 2, "cw-scrubber": 1, "cw-play": 1,
+    "cw-layer-button": 2, "cw-heatmap": 1, "cw-heatmap-cell": 20, "cw-loss": 1,
+    "cw-status": 1, "cw-errors": 1, "cw-metric-toggle": 1,
+  });
+  assert.equal(r.scrubType, "range");
+  assert.equal(r.scrubMax, "3");
+  assert.match(r.status, /measuring epoch 40 · 1 queued · 4 epochs measured · 2 dropped · 1 error/);
+  assert.match(r.errors, /epoch 20 · fc2: ValueError: NaN weights/);
+  // cell (3, 4) of fc1 at epoch 30: (3+1)(4+1)(30+1)/1000 = 0.62
+  assert.equal(Number(r.cell00[0]), 0.62);
+  assert.equal(r.before.epoch, "30");
+  assert.equal(r.before.layer, "fc1");
+  assert.equal(r.before.scrub, "3");
 
-    // scrubbing to index 1 = epoch 10 moves every marker and redraws the heatmap
-    assert.equal(r.afterScrub.epoch, "10");
-    for (let k = 0; k < 2; k++) assert.notDeepEqual(r.afterScrub.markers[k], r.before.markers[k]);
-    assert.notDeepEqual(r.afterScrub.cells, r.before.cells);
-    // E[0][0] at epoch 10 = 11/1000
-    assert.equal(Number(r.afterScrub.cells[0]), 0.011);
+  // scrubbing to index 1 = epoch 10 moves every marker and redraws the heatmap
+  assert.equal(r.afterScrub.epoch, "10");
+  for (let k = 0; k < 2; k++) assert.notDeepEqual(r.afterScrub.markers[k], r.before.markers[k]);
+  assert.notDeepEqual(r.afterScrub.cells, r.before.cells);
+  // E[0][0] at epoch 10 = 11/1000
+  assert.equal(Number(r.afterScrub.cells[0]), 0.011);
 
-    // clicking a layer selects it: 5 x 3 cells
-    assert.equal(r.afterLayer.layer, "fc2");
-    assert.equal(r.afterLayer.cells.length, 15);
+  // clicking a layer selects it: 5 x 3 cells
+  assert.equal(r.afterLayer.layer, "fc2");
+  assert.equal(r.afterLayer.cells.length, 15);
 
-    // clicking a cell pins it; its history is drawn
-    assert.deepEqual(r.pinned, [2, 1]);
-    assert.ok(r.edgePaths >= 2);
-    assert.equal(r.pinOutline, 1);
-    assert.match(r.tooltip, /edge 0 → 0/);
-    assert.match(r.tooltip, /sensitivity term S: 0\.022 bits/); // 2 * 11/1000
+  // clicking a cell pins it; its history is drawn
+  assert.deepEqual(r.pinned, [2, 1]);
+  assert.ok(r.edgePaths >= 2);
+  assert.equal(r.pinOutline, 1);
+  assert.match(r.tooltip, /edge 0 → 0/);
+  assert.match(r.tooltip, /sensitivity term S: 0\.022 bits/); // 2 * 11/1000
 
-    // metric toggle: EI -> EI_parts moves the markers horizontally
-    assert.equal(r.metric, "ei_parts");
-    assert.notEqual(r.afterToggle.markers[0][1], r.afterScrub.markers[0][1]);
-    assert.equal(r.ciBars, 4); // two bars per marker
+  // metric toggle: EI -> EI_parts moves the markers horizontally
+  assert.equal(r.metric, "ei_parts");
+  assert.notEqual(r.afterToggle.markers[0][1], r.afterScrub.markers[0][1]);
+  assert.equal(r.ciBars, 4); // two bars per marker
 
-    assert.equal(r.afterTrajClick, "fc1");
-    // play from epoch 10 walks 20, 30 and stops at the end
-    assert.deepEqual(r.played.slice(-2), [20, 30]);
-    assert.equal(r.scrubMaxAfter, "4");
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  assert.equal(r.afterTrajClick, "fc1");
+  // play from epoch 10 walks 20, 30 and stops at the end
+  assert.deepEqual(r.played.slice(-2), [20, 30]);
+  assert.equal(r.scrubMaxAfter, "4");
 });

@@ -3,11 +3,10 @@
 // Expected values are worked out by hand in the comments, not taken from the code.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+
+import { renderInChromium, skipRender } from "./harness.mjs";
 
 import {
   bandPath,
@@ -167,14 +166,10 @@ test("curves: bands, shared y ranges, formatting", () => {
 
 // ---------------------------------------------------------------- render (chromium)
 const here = dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
-// The page: a fake model that stores state, fires change events like a backbone model and
-// answers selected_groups / selected_runs like study_widgets.py does (recomputes plane).
-function page(esmBase64, full, first) {
-  return `<!doctype html><html><head><meta charset="utf-8"></head><body>
-<div id="app"></div><pre id="result">pending</pre>
-<script type="module">
+// The page: the model's state, answered like study_widgets.py does for selected_groups /
+// selected_runs (recomputes plane); harness.mjs provides the fake model itself.
+const setup = (full, first) => `
 const full = ${JSON.stringify(full)};
 const state = ${JSON.stringify(first)};
 state.title = "test study"; state.epochs = [0, 10, 20]; state.epoch = 20; state.error = "";
@@ -183,8 +178,6 @@ state.curves = { "noise=0": { epoch: [0, 10, 20], n: [2, 2, 2], loss: [1, .8, .6
                               test_accuracy: [.3, .5, .7], test_accuracy_sd: [0, .05, .1] },
                  "noise=1": { epoch: [0, 10, 20], n: [1, 1, 1], loss: [1, .9, .85], loss_sd: [0, 0, 0],
                               test_accuracy: [.3, .35, .4], test_accuracy_sd: [0, 0, 0] } };
-const listeners = {};
-const fire = (k) => (listeners["change:" + k] || []).forEach((f) => f());
 function python(k) {
   if (k === "selected_groups" || k === "selected_runs") {
     const groups = {}; for (const g of state.selected_groups) groups[g] = full.plane.groups[g];
@@ -192,16 +185,6 @@ function python(k) {
     state.plane = { metric: "ei", groups, runs }; fire("plane");
   }
 }
-const model = {
-  get: (k) => state[k],
-  set: (k, v) => { state[k] = v; fire(k); python(k); },
-  save_changes: () => {},
-  on: (ev, f) => { (listeners[ev] ||= []).push(f); },
-  off: (ev, f) => { listeners[ev] = (listeners[ev] || []).filter((g) => g !== f); },
-};
-const wait = (ms) => new Promise((r) => setTimeout(r, ms));
-const $ = (sel) => document.querySelector(sel);
-const $$ = (sel) => [...document.querySelectorAll(sel)];
 const snap = () => ({
   epoch: $(".cw-study").getAttribute("data-epoch"),
   groups: JSON.parse($(".cw-study").getAttribute("data-groups")),
@@ -216,11 +199,10 @@ const snap = () => ({
   curveMarker: $$('[data-testid="cw-study-curve-marker"]').map((c) => c.getAttribute("data-epoch")),
   scale: JSON.parse($('[data-testid="cw-study-plane"]').getAttribute("data-scale")),
 });
-const out = {};
-try {
-  const mod = await import("data:text/javascript;base64,${esmBase64}");
-  const cleanup = mod.default.render({ model, el: $("#app") });
-  await wait(200);
+`;
+
+// What the page does once the study dashboard has drawn.
+const SCRIPT = `
   out.before = snap();
   out.summary = $('[data-testid="cw-study-summary"]').textContent;
   out.errorShown = $('[data-testid="cw-study-error"]').style.display;
@@ -228,23 +210,18 @@ try {
   out.runBoxes = $$('[data-testid="cw-study-run-toggle"]').map((b) => [b.getAttribute("data-run"), b.checked, b.disabled]);
   out.legend = $$('[data-testid="cw-study-legend-layer"]').map((e) => e.getAttribute("data-layer"));
 
-  const sc = $('[data-testid="cw-study-scrubber"]');
-  sc.value = "0"; sc.dispatchEvent(new Event("input", { bubbles: true }));
-  await wait(200);
+  await scrubTo("cw-study-scrubber", 0);
   out.afterScrub = snap();
 
-  $('[data-testid="cw-study-group-toggle"][data-group="noise=0"]').click();
-  await wait(200);
+  await clickOn('[data-testid="cw-study-group-toggle"][data-group="noise=0"]');
   out.afterUntick = snap();
   out.selected = state.selected_groups;
 
-  $('[data-testid="cw-study-run-toggle"][data-run="a"]').click();
-  await wait(200);
+  await clickOn('[data-testid="cw-study-run-toggle"][data-run="a"]');
   out.runsAfterTick = state.selected_runs;
   out.afterRun = snap();
 
-  $('[data-testid="cw-study-layer-toggle"][data-layer="fc2"]').click();
-  await wait(200);
+  await clickOn('[data-testid="cw-study-layer-toggle"][data-layer="fc2"]');
   out.layerFilter = state.layer_filter;
   out.afterLayer = snap();
 
@@ -255,95 +232,69 @@ try {
   $('[data-testid="cw-study-play"]').click();
   await wait(1800);
   out.played = state.epoch;
-  cleanup();
-  out.ok = true;
-} catch (err) {
-  out.error = String(err && err.stack || err);
-}
-document.getElementById("result").textContent = JSON.stringify(out);
-</script></body></html>`;
-}
+`;
 
-test("renders, scrubs, unticks a configuration and picks a run", { skip: !existsSync(CHROMIUM) && `no chromium at ${CHROMIUM}` }, () => {
-  const esm = readFileSync(join(here, "..", "study.js"));
+test("renders, scrubs, unticks a configuration and picks a run", { skip: skipRender }, () => {
   // the fake Python keeps every run's points to answer selected_runs; at first none is picked
   const full = JSON.parse(JSON.stringify(STATE));
   full.plane.runs.a = { group: "noise=0", seed: 0, colour: 0, layers: { fc1: { epoch: [0, 20], x: [1.2, 2.2], y: [1, 2] } } };
   const first = { ...full, selected_runs: [], plane: { ...full.plane, runs: {} } };
-  const dir = mkdtempSync(join(tmpdir(), "cw-study-render-"));
-  try {
-    const file = join(dir, "page.html");
-    writeFileSync(file, page(esm.toString("base64"), full, first));
-    const dom = execFileSync(CHROMIUM, [
-      "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      `--user-data-dir=${join(dir, "profile")}`,
-      "--virtual-time-budget=20000", "--dump-dom", `file://${file}`,
-    ], { timeout: 90000, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
-    const m = dom.match(/<pre id="result">([\s\S]*?)<\/pre>/);
-    assert.ok(m, "result block missing from the dumped DOM");
-    const text = m[1].replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
-    const r = JSON.parse(text);
-    assert.equal(r.error, undefined, r.error);
-    assert.ok(r.ok);
+  const r = renderInChromium(join(here, "..", "study.js"), setup(full, first), SCRIPT);
 
-    const b = r.before;
-    assert.equal(b.epoch, "20");
-    assert.deepEqual(b.groups, ["noise=0", "noise=1"]);
-    assert.deepEqual(b.trajectories, ["noise=0|fc1", "noise=1|fc1", "noise=1|fc2"]);
-    assert.equal(b.sds, 3);
-    assert.equal(b.runLines, 0);
-    assert.deepEqual(b.curves, ["noise=0", "noise=1"]);
-    assert.deepEqual(b.curveMarker, ["20", "20"]);
-    assert.equal(r.summary, "2 configurations · 3 of 4 runs finished · 2 layers · epochs 0–20");
-    assert.equal(r.errorShown, "none");
-    assert.deepEqual(r.groupBoxes, [true, true]);
-    assert.deepEqual(r.runBoxes, [["a", false, false], ["b", false, false], ["c", false, false], ["d", false, true]]);
-    assert.deepEqual(r.legend, ["fc1", "fc2"]);
-    // markers at each trajectory's nearest epoch to 20: noise=0|fc1 at 20 (x 2, y 2);
-    // noise=1 layers end at 10
-    const mk = Object.fromEntries(b.markers.map((x) => [x.key, x]));
-    assert.deepEqual([mk["noise=0|fc1"].epoch, mk["noise=0|fc1"].x, mk["noise=0|fc1"].y], ["20", 2, 2]);
-    assert.deepEqual([mk["noise=1|fc2"].epoch, mk["noise=1|fc2"].x, mk["noise=1|fc2"].y], ["10", 2, 1]);
-    // drawn positions are the payload numbers through the plane's scale (0.05 px rounding)
-    const { x: dx, y: dy, width, height } = b.scale;
-    for (const p of b.markers) {
-      close(p.cx, ((p.x - dx[0]) / (dx[1] - dx[0])) * width, 0.051);
-      close(p.cy, height - ((p.y - dy[0]) / (dy[1] - dy[0])) * height, 0.051);
-    }
-    // equal aspect: same px per bit along x and y
-    close(width / (dx[1] - dx[0]), height / (dy[1] - dy[0]), 1e-9);
-
-    // scrub to index 0 = epoch 0: every marker moves to its epoch-0 point
-    const a = r.afterScrub;
-    assert.equal(a.epoch, "0");
-    assert.ok(a.markers.every((x) => x.epoch === "0"));
-    const ma = Object.fromEntries(a.markers.map((x) => [x.key, x]));
-    assert.deepEqual([ma["noise=0|fc1"].x, ma["noise=0|fc1"].y], [1, 1]);
-    assert.notEqual(ma["noise=0|fc1"].cx, mk["noise=0|fc1"].cx);
-    assert.deepEqual(a.curveMarker, ["0", "0"]);
-
-    // untick noise=0: its trajectory, marker, sd cross and chart go
-    const u = r.afterUntick;
-    assert.deepEqual(r.selected, ["noise=1"]);
-    assert.deepEqual(u.groups, ["noise=1"]);
-    assert.deepEqual(u.trajectories, ["noise=1|fc1", "noise=1|fc2"]);
-    assert.equal(u.markers.length, 2);
-    assert.equal(u.sds, 2);
-    assert.deepEqual(u.curves, ["noise=1"]);
-
-    // tick run a (its group hidden): drawn as a thin line
-    assert.deepEqual(r.runsAfterTick, ["a"]);
-    assert.equal(r.afterRun.runLines, 1);
-
-    // untick layer fc2
-    assert.deepEqual(r.layerFilter, ["fc1"]);
-    assert.deepEqual(r.afterLayer.trajectories, ["noise=1|fc1"]);
-
-    assert.deepEqual(r.errorBox, ["2 of 4 runs have no results yet", ""]);
-    // play from epoch 0 walks 10, 20 and stops at the end
-    assert.equal(r.played, 20);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  const b = r.before;
+  assert.equal(b.epoch, "20");
+  assert.deepEqual(b.groups, ["noise=0", "noise=1"]);
+  assert.deepEqual(b.trajectories, ["noise=0|fc1", "noise=1|fc1", "noise=1|fc2"]);
+  assert.equal(b.sds, 3);
+  assert.equal(b.runLines, 0);
+  assert.deepEqual(b.curves, ["noise=0", "noise=1"]);
+  assert.deepEqual(b.curveMarker, ["20", "20"]);
+  assert.equal(r.summary, "2 configurations · 3 of 4 runs finished · 2 layers · epochs 0–20");
+  assert.equal(r.errorShown, "none");
+  assert.deepEqual(r.groupBoxes, [true, true]);
+  assert.deepEqual(r.runBoxes, [["a", false, false], ["b", false, false], ["c", false, false], ["d", false, true]]);
+  assert.deepEqual(r.legend, ["fc1", "fc2"]);
+  // markers at each trajectory's nearest epoch to 20: noise=0|fc1 at 20 (x 2, y 2);
+  // noise=1 layers end at 10
+  const mk = Object.fromEntries(b.markers.map((x) => [x.key, x]));
+  assert.deepEqual([mk["noise=0|fc1"].epoch, mk["noise=0|fc1"].x, mk["noise=0|fc1"].y], ["20", 2, 2]);
+  assert.deepEqual([mk["noise=1|fc2"].epoch, mk["noise=1|fc2"].x, mk["noise=1|fc2"].y], ["10", 2, 1]);
+  // drawn positions are the payload numbers through the plane's scale (0.05 px rounding)
+  const { x: dx, y: dy, width, height } = b.scale;
+  for (const p of b.markers) {
+    close(p.cx, ((p.x - dx[0]) / (dx[1] - dx[0])) * width, 0.051);
+    close(p.cy, height - ((p.y - dy[0]) / (dy[1] - dy[0])) * height, 0.051);
   }
+  // equal aspect: same px per bit along x and y
+  close(width / (dx[1] - dx[0]), height / (dy[1] - dy[0]), 1e-9);
+
+  // scrub to index 0 = epoch 0: every marker moves to its epoch-0 point
+  const a = r.afterScrub;
+  assert.equal(a.epoch, "0");
+  assert.ok(a.markers.every((x) => x.epoch === "0"));
+  const ma = Object.fromEntries(a.markers.map((x) => [x.key, x]));
+  assert.deepEqual([ma["noise=0|fc1"].x, ma["noise=0|fc1"].y], [1, 1]);
+  assert.notEqual(ma["noise=0|fc1"].cx, mk["noise=0|fc1"].cx);
+  assert.deepEqual(a.curveMarker, ["0", "0"]);
+
+  // untick noise=0: its trajectory, marker, sd cross and chart go
+  const u = r.afterUntick;
+  assert.deepEqual(r.selected, ["noise=1"]);
+  assert.deepEqual(u.groups, ["noise=1"]);
+  assert.deepEqual(u.trajectories, ["noise=1|fc1", "noise=1|fc2"]);
+  assert.equal(u.markers.length, 2);
+  assert.equal(u.sds, 2);
+  assert.deepEqual(u.curves, ["noise=1"]);
+
+  // tick run a (its group hidden): drawn as a thin line
+  assert.deepEqual(r.runsAfterTick, ["a"]);
+  assert.equal(r.afterRun.runLines, 1);
+
+  // untick layer fc2
+  assert.deepEqual(r.layerFilter, ["fc1"]);
+  assert.deepEqual(r.afterLayer.trajectories, ["noise=1|fc1"]);
+
+  assert.deepEqual(r.errorBox, ["2 of 4 runs have no results yet", ""]);
+  // play from epoch 0 walks 10, 20 and stops at the end
+  assert.equal(r.played, 20);
 });
