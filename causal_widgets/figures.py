@@ -366,7 +366,11 @@ def plot_study_planes(data: Any, metric: str = "ei") -> Figure:
         ax.grid(alpha=0.2)
         ax.set_xlabel(f"{LABELS[metric]} / √2  (bits)")
     axes[0].set_ylabel(f"(2·sensitivity − {LABELS[metric]}) / √2  (bits)")
-    axes[0].legend(title="layer", fontsize=8, loc="upper left")
+    # every layer of every configuration (deeper configurations have more)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[name], lw=1.4, label=name) for name in layers]
+    axes[0].legend(handles=handles, title="layer", fontsize=8, loc="upper left")
     fig.suptitle(f"{data.study.name}: causal plane, mean ± sd over seeds")
     return fig
 
