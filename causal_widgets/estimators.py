@@ -959,7 +959,10 @@ class WholeEI:
     ``(input, bin, output tuple)`` sums whose size grows with the number of distinct
     output tuples (about ``(groups + 1) * 16`` bytes per entry). Set
     ``output_nodes=False`` to skip I(X; Y_j) (about as costly again as EI in exhaustive
-    mode); the skipped list is then empty.
+    mode); the skipped list is then empty. ``max_input_entries`` caps that table in
+    sampled mode: once it holds more entries, the input nodes are dropped (their tables
+    freed, ``input_nodes_dropped`` set, the list empty) and EI goes on; at peak an entry
+    costs several hundred bytes (sort buffers), so the cap bounds the memory.
     """
 
     def __init__(
@@ -974,6 +977,7 @@ class WholeEI:
         groups: int = 16,
         input_nodes: bool = True,
         output_nodes: bool = True,
+        max_input_entries: int | None = None,
     ):
         self.n_in = _check_int(n_in, "n_in", 1)
         self.n_out = _check_int(n_out, "n_out", 1)
@@ -985,6 +989,8 @@ class WholeEI:
         self.exhaustive = exhaustive
         self.with_inputs = bool(input_nodes)
         self.with_outputs = bool(output_nodes)
+        self.max_input_entries = max_input_entries
+        self.input_nodes_dropped = False
         k = self.groups
         if self.with_inputs and self.n_in * self.in_bins * k >= 1 << 22:
             raise ValueError(
@@ -1131,6 +1137,12 @@ class WholeEI:
                 ((r_ia * k_ + r_g[:, None]) << _U_BITS) | r_u[:, None], q[:, None].expand_as(r_ia)
             )
             self._i2.add((r_ia << _U_BITS) | r_u[:, None], (q * q)[:, None].expand_as(r_ia))
+            held = self._i1.keys.numel() + self._i1._pending
+            if self.max_input_entries is not None and held > self.max_input_entries:
+                # the table grows with distinct (input, bin, output tuple) entries: stop
+                # before it exhausts memory; EI and the output nodes do not need it
+                self.with_inputs, self.input_nodes_dropped = False, True
+                self._i1 = self._i2 = None
 
     def _update_outputs_sampled(self, y: torch.Tensor, grp: torch.Tensor, n_m: torch.Tensor):
         """Output nodes: per cell histogram of each Y_j."""

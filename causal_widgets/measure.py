@@ -116,12 +116,16 @@ _START_PPC = 16  # points per cell when all cells are enumerated
 _DEFAULT_PPC = 64
 # the half-points bias diagnostic needs at least this many points per cell in the half
 _MIN_HALF_PPC = 8
-# most sparse entries WholeEI may keep for input nodes (the n_in x samples bound). Peak
-# memory measured with benchmarks/scaling.py is ~600-800 bytes per entry (keys, values and
-# the merge's sort buffers): 32 -> 32 at 2**17 samples (2**22 entries) peaked at 3.3 GiB and
-# 64 -> 64 at 4.9 GB, and 256 -> 256 was killed for memory on a 24 GB machine. 2**22 keeps
-# the paper's layers (25 -> 6 at 2**17 samples: 3.3 M entries) and skips wider ones.
-_INPUT_NODE_ENTRIES = 2**22
+# Input-node EI, I(X_i; Y), keeps one sparse entry per (input, bin, output tuple seen): up
+# to n_in x samples entries when every output tuple is distinct. Peak memory measured with
+# benchmarks/scaling.py is ~600-800 bytes per entry then (keys, values, the merge's sort
+# buffers): 32 -> 32 at 2**17 samples (2**22 entries) peaked at 3.3 GiB, 64 -> 64 at
+# 4.9 GB; 256 -> 256 was killed for memory on a 24 GB machine. Contractive layers (the
+# paper's 25 -> 6) repeat output tuples and stay far below the worst case, so two bounds:
+# skipped up front when even the *planned* worst case is absurd, and dropped while
+# measuring once the table really holds more than _INPUT_NODE_LIVE_ENTRIES entries.
+_INPUT_NODE_ENTRIES = 2**25
+_INPUT_NODE_LIVE_ENTRIES = 2**22
 # stage ids for the per-metric random streams (never renumber: results would change)
 _STAGE = {"ei_parts": 1, "sensitivity": 2, "ei": 3, "group_ei": 4}
 
@@ -1116,8 +1120,7 @@ def _whole_ei(
     if points_per_cell is not None and (exhaustive or isinstance(cells, int)):
         planned = min(cap, (n_all if exhaustive else int(cells)) * points_per_cell)
     if with_inputs and g * planned > _INPUT_NODE_ENTRIES:
-        # I(X_i; Y) keeps one sparse entry per (input, bin, output tuple seen): up to
-        # n_in x samples entries (several hundred bytes each at peak, see above)
+        # the worst case (every output tuple distinct) is far beyond memory: see above
         with_inputs = False
         warns.append(
             f"nodes: I(X_i; Y) of the {g} inputs was skipped (its table could reach "
@@ -1130,12 +1133,20 @@ def _whole_ei(
         return WholeEI(
             g, len(g_out), in_bins, out_bins, device=dev, exhaustive=exhaustive,
             input_nodes=with_inputs, output_nodes=with_outputs,
+            max_input_entries=_INPUT_NODE_LIVE_ENTRIES,
         )  # fmt: skip
 
     def finish(wres: Any, info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Add the half-points bias diagnostic (``WholeResult.ei_half_points``: the same
         cells' H(Y | cell) from the first half of their points) to ``info``."""
         info["bias_allowance"] = 0.0
+        if est.input_nodes_dropped:
+            warns.append(
+                f"nodes: I(X_i; Y) of the {g} inputs was dropped while measuring: its table "
+                f"passed {_INPUT_NODE_LIVE_ENTRIES} entries (distinct input-bin x output-tuple "
+                "pairs; several hundred bytes each at peak); the input rows' ei is NaN. Pass "
+                "a smaller max_samples (or fixed cells and points_per_cell) to get it."
+            )
         half = float(wres.ei_half_points)
         if info["points_per_cell"] < 2 * _MIN_HALF_PPC or not math.isfinite(half):
             return wres, info
