@@ -306,6 +306,10 @@ def sweep(
 
     Raises ``RuntimeError`` naming the runs that still failed after their retries (all
     others are finished and kept).
+
+    The local pool starts its workers with ``spawn`` (safe with torch): from a notebook or
+    the CLI nothing is needed; a *script* that calls ``sweep`` must do so under
+    ``if __name__ == "__main__":``, as with any Python process pool.
     """
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValueError(f"max_retries must be an int >= 0; got {max_retries!r}.")
