@@ -34,7 +34,6 @@ Python computes, the browser (``js/study.js``) only draws. What crosses (bits, r
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -44,61 +43,14 @@ import numpy as np
 import pandas as pd
 import traitlets
 
+from .sweeps import group_plane_means, run_plane_coords
 from .widgets import _JS_DIR, _clean, _jsonable, esm_bundle, nearest, widget_css
-
-SQRT2 = math.sqrt(2.0)
 
 #: Metrics the plane can be drawn with (M in x = M/sqrt2, y = (2S - M)/sqrt2).
 STUDY_PLANE_METRICS = ("ei", "ei_parts")
 
 #: Per-epoch scalars averaged over a group's runs for the small charts.
 CURVE_SCALARS = ("loss", "test_accuracy")
-
-
-def _coords(results: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """``run_id, group, layer, epoch, x, y``: every run's causal-plane points (bits).
-
-    Rows where the metric or sensitivity is missing (or not finite) are dropped.
-    """
-    cols = ["run_id", "group", "layer", "epoch", "x", "y"]
-    need = {"run_id", "group", "layer", "epoch", "metric", "value"}
-    if results is None or results.empty or not need <= set(results.columns):
-        return pd.DataFrame(columns=cols)
-    df = results.loc[results["metric"].isin([metric, "sensitivity"]),
-                     ["run_id", "group", "layer", "epoch", "metric", "value"]]
-    if df.empty:
-        return pd.DataFrame(columns=cols)
-    df = df.drop_duplicates(["run_id", "layer", "epoch", "metric"], keep="last")
-    wide = df.pivot(index=["run_id", "group", "layer", "epoch"], columns="metric",
-                    values="value").reset_index()
-    if metric not in wide.columns or "sensitivity" not in wide.columns:
-        return pd.DataFrame(columns=cols)
-    m = wide[metric].to_numpy(dtype=np.float64)
-    s = wide["sensitivity"].to_numpy(dtype=np.float64)
-    out = pd.DataFrame({
-        "run_id": wide["run_id"].astype(str).to_numpy(),
-        "group": wide["group"].astype(str).to_numpy(),
-        "layer": wide["layer"].astype(str).to_numpy(),
-        "epoch": wide["epoch"].astype(np.int64).to_numpy(),
-        "x": m / SQRT2,
-        "y": (2.0 * s - m) / SQRT2,
-    })
-    out = out[np.isfinite(out["x"]) & np.isfinite(out["y"])]
-    return out.sort_values(["group", "run_id", "layer", "epoch"], kind="stable").reset_index(
-        drop=True
-    )
-
-
-def _group_means(coords: pd.DataFrame) -> pd.DataFrame:
-    """Per (group, layer, epoch): ``n`` runs, mean ``x``/``y``, sample sd (0 for one run)."""
-    cols = ["group", "layer", "epoch", "n", "x", "y", "x_sd", "y_sd"]
-    if coords.empty:
-        return pd.DataFrame(columns=cols)
-    g = coords.groupby(["group", "layer", "epoch"], sort=False)
-    out = g.agg(n=("run_id", "nunique"), x=("x", "mean"), y=("y", "mean"),
-                x_sd=("x", "std"), y_sd=("y", "std")).reset_index()
-    out[["x_sd", "y_sd"]] = out[["x_sd", "y_sd"]].fillna(0.0)
-    return out.sort_values(["group", "layer", "epoch"], kind="stable").reset_index(drop=True)
 
 
 def curves_payload(scalars: pd.DataFrame, groups: list[str] | None = None
@@ -290,8 +242,8 @@ class StudyDashboard(anywidget.AnyWidget):
         """For ``metric``, computed once: per-run points ``{(run_id, layer): frame}`` and
         per-group means ``{(group, layer): frame}`` (each frame sorted by epoch)."""
         if metric not in self._coords_cache:
-            coords = _coords(self._data.results, metric)
-            means = _group_means(coords)
+            coords = run_plane_coords(self._data.results, metric)
+            means = group_plane_means(coords)
             by_run = {k: f for k, f in coords.groupby(["run_id", "layer"], sort=False)}
             by_group = {k: f for k, f in means.groupby(["group", "layer"], sort=False)}
             self._coords_cache[metric] = (by_run, by_group)

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .executors import Executor, ProcessExecutor, WorkerLost, get_executor, ray_lost
@@ -104,34 +105,69 @@ class StudyData:
                 f"{len(self.results)} result rows, groups {sorted(self.points.group.unique())})")
 
 
-def plane_summary(results: pd.DataFrame, metric: str = "ei") -> pd.DataFrame:
-    """Per (group, layer, epoch): the causal-plane point averaged over the group's runs.
+def run_plane_coords(results: pd.DataFrame, metric: str = "ei") -> pd.DataFrame:
+    """``run_id, group, layer, epoch, x, y``: every run's causal-plane points (bits).
 
-    Each run's point is ``x = M / sqrt(2)``, ``y = (2 S - M) / sqrt(2)`` (bits; M = EI or
-    EI_parts, S = sensitivity, as in :func:`causal_widgets.figures.plane_coords`). Columns
-    ``group, layer, epoch, n`` (runs averaged), ``x, y`` (means), ``x_sd, y_sd`` (sample
-    standard deviations over runs, 0 for a single run), and the means of ``metric``,
-    ``sensitivity``, ``loss`` and ``test_accuracy`` where present.
+    ``x = M / sqrt(2)``, ``y = (2 S - M) / sqrt(2)`` (M = EI or EI_parts, S = sensitivity),
+    computed by :func:`causal_widgets.figures.plane_coords` with the run id as the run.
+    Points where either value is missing or not finite are left out; empty when the
+    results lack ``metric`` or sensitivity. Sorted by group, run, layer, epoch.
     """
     from .figures import plane_coords
 
-    cols = ["group", "layer", "epoch", "n", "x", "y", "x_sd", "y_sd"]
-    if results.empty:
+    cols = ["run_id", "group", "layer", "epoch", "x", "y"]
+    need = {"run_id", "group", "layer", "epoch", "metric", "value"}
+    if results is None or results.empty or not need <= set(results.columns):
         return pd.DataFrame(columns=cols)
-    frames = []
-    for (group, rid), part in results.groupby(["group", "run_id"], sort=False):
-        c = plane_coords(part.assign(run=0), metric)
-        scal = (part.drop_duplicates(["epoch"]).set_index("epoch")
-                .reindex(columns=["loss", "test_accuracy"]))
-        c = c.join(scal, on="epoch")
-        frames.append(c.assign(group=group, run_id=rid))
-    coords = pd.concat(frames, ignore_index=True)
+    rows = results.loc[results["metric"].isin([metric, "sensitivity"])]
+    if not {metric, "sensitivity"} <= set(rows["metric"]):
+        return pd.DataFrame(columns=cols)
+    # one row per (run, layer, epoch, metric): a re-measured point keeps its latest value
+    rows = rows.drop_duplicates(["run_id", "layer", "epoch", "metric"], keep="last")
+    coords = plane_coords(rows.assign(run=rows["run_id"].astype(str)), metric)
+    first = rows.drop_duplicates("run_id")
+    group_of = pd.Series(first["group"].astype(str).to_numpy(),
+                         index=first["run_id"].astype(str).to_numpy())
+    out = pd.DataFrame({
+        "run_id": coords["run"].astype(str).to_numpy(),
+        "group": coords["run"].astype(str).map(group_of).to_numpy(),
+        "layer": coords["layer"].astype(str).to_numpy(),
+        "epoch": coords["epoch"].astype(np.int64).to_numpy(),
+        "x": coords["x"].to_numpy(dtype=np.float64),
+        "y": coords["y"].to_numpy(dtype=np.float64),
+    })
+    out = out[np.isfinite(out["x"]) & np.isfinite(out["y"])]
+    return out.sort_values(["group", "run_id", "layer", "epoch"], kind="stable").reset_index(
+        drop=True)
+
+
+def group_plane_means(coords: pd.DataFrame) -> pd.DataFrame:
+    """Per (group, layer, epoch) of :func:`run_plane_coords`: ``n`` runs, mean ``x``/``y``,
+    sample standard deviations ``x_sd``/``y_sd`` over the runs (0 for a single run)."""
+    cols = ["group", "layer", "epoch", "n", "x", "y", "x_sd", "y_sd"]
+    if coords.empty:
+        return pd.DataFrame(columns=cols)
     g = coords.groupby(["group", "layer", "epoch"], sort=False)
     out = g.agg(n=("run_id", "nunique"), x=("x", "mean"), y=("y", "mean"),
-                x_sd=("x", "std"), y_sd=("y", "std"), loss=("loss", "mean"),
-                test_accuracy=("test_accuracy", "mean")).reset_index()
+                x_sd=("x", "std"), y_sd=("y", "std")).reset_index()
     out[["x_sd", "y_sd"]] = out[["x_sd", "y_sd"]].fillna(0.0)
     return out.sort_values(["group", "layer", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def plane_summary(results: pd.DataFrame, metric: str = "ei") -> pd.DataFrame:
+    """Per (group, layer, epoch): the causal-plane point averaged over the group's runs.
+
+    :func:`group_plane_means` of :func:`run_plane_coords` (columns ``group, layer, epoch,
+    n, x, y, x_sd, y_sd``; bits), plus the means over the same runs of ``loss`` and
+    ``test_accuracy`` at that epoch where present.
+    """
+    means = group_plane_means(run_plane_coords(results, metric))
+    if means.empty:
+        return means
+    scal = (results.drop_duplicates(["run_id", "epoch"])
+            .reindex(columns=["group", "epoch", "loss", "test_accuracy"])
+            .groupby(["group", "epoch"])[["loss", "test_accuracy"]].mean())
+    return means.join(scal, on=["group", "epoch"])
 
 
 def _coerce_study(study: Study | str | os.PathLike, quick: bool | None) -> Study:
@@ -458,4 +494,13 @@ def study_from_args(study_file: str | None, preset_name: str | None, quick: bool
     return Study.from_toml(study_file, quick=quick)
 
 
-__all__ = ["StudyData", "finished_runs", "load_study", "plane_summary", "run_point", "sweep"]
+__all__ = [
+    "StudyData",
+    "finished_runs",
+    "group_plane_means",
+    "load_study",
+    "plane_summary",
+    "run_plane_coords",
+    "run_point",
+    "sweep",
+]
