@@ -58,7 +58,6 @@ import gc
 import json
 import os
 import platform
-import subprocess
 import sys
 import threading
 import time
@@ -67,10 +66,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.report import cpu_model, git_commit, replace_block  # noqa: E402
+
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- dashboard-overhead:begin -->"
 END = "<!-- dashboard-overhead:end -->"
@@ -347,27 +351,10 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_info() -> dict[str, Any]:
     """What the numbers depend on: CPU, cores, torch threads, versions, commit."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-            text=True, check=False, timeout=10,
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model() or "unknown",
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch_threads": torch.get_num_threads(),
@@ -375,7 +362,7 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "platform": platform.platform(),
         "gil_switch_interval_ms": sys.getswitchinterval() * 1e3,
-        "commit": commit,
+        "commit": git_commit() or None,
     }
 
 
@@ -471,9 +458,6 @@ def render(report: dict[str, Any]) -> str:
 def write_docs(block: str, path: Path = DOCS, executor: str = "thread") -> None:
     """Replace the text between the dashboard-overhead markers of ``path`` with ``block``
     (the ``dashboard-overhead-process`` markers for ``--executor process``)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/docblock.py
-    from docblock import replace_block
-
     begin, end = BEGIN, END
     if executor != "thread":
         begin = BEGIN.replace("overhead:", f"overhead-{executor}:")

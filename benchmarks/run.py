@@ -34,7 +34,6 @@ import math
 import os
 import platform
 import pstats
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -50,7 +49,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks import deepei_shim, floor, truth  # noqa: E402
+from benchmarks import deepei_shim, floor, report, truth  # noqa: E402
 
 DOCS = REPO / "docs" / "benchmarks.md"
 TRUTH_CACHE = REPO / "benchmarks" / "truth_cache.json"
@@ -175,20 +174,11 @@ def profile_top(fn: Callable[[], Any], limit: int = 15) -> list[str]:
 
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, library versions, load: what a reader needs to compare numbers."""
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = report.cpu_model()
     flags = ""
     with contextlib.suppress(Exception):
         flags = torch.backends.cpu.get_cpu_capability()
-    commit = ""
-    with contextlib.suppress(Exception):
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
+    commit = report.git_commit()
     import networkx
     import scipy
     import sklearn

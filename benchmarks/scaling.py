@@ -60,6 +60,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks.report import cpu_model  # noqa: E402
+
 #: scale of the "trained-like" weights, as in benchmarks/run.py: N(0, (4 / sqrt(fan_in))^2)
 WEIGHT_SCALE = 4.0
 #: whole-EI plan of reproduce.py's engine_settings (2**17 samples: 4096 cells x 32 points)
@@ -318,12 +320,7 @@ def parse_key(k: str) -> tuple[int, int]:
 
 def machine_info() -> dict[str, Any]:
     """CPU, cores, load, versions: what a reader needs to compare numbers (no git call)."""
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     cap = ""
     with contextlib.suppress(Exception):
         cap = torch.backends.cpu.get_cpu_capability()

@@ -34,7 +34,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,9 +41,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.report import git_commit, replace_block  # noqa: E402
+
 DOCS = REPO / "docs" / "benchmarks.md"
 BEGIN = "<!-- studies:begin -->"
 END = "<!-- studies:end -->"
@@ -162,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         r["speedup"] = seq / r["wall_s"]
     report = {
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": _commit(),
+        "commit": git_commit() or "unknown",
         "study": st.to_dict(),
         "rows": rows,
         "task_overhead": overhead,
@@ -180,14 +184,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.write_docs:
         write_docs(block)
     return report
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -227,9 +223,6 @@ def render(report: dict[str, Any]) -> str:
 
 def write_docs(block: str, path: Path = DOCS) -> None:
     """Replace the text between the studies markers of ``path`` with ``block``."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/docblock.py
-    from docblock import replace_block
-
     replace_block(path, BEGIN, END, block, "## Studies: sequential vs local pool vs Ray")
 
 
