@@ -935,16 +935,14 @@ def _dispatch_main(ref: weakref.ref, cond: threading.Condition, nice: int | None
 
 def _monitor_executor(executor: Any) -> tuple[Any, bool]:
     """``(executor, or None for the in-process thread; whether the monitor owns it)``."""
-    from .executors import Executor, ProcessExecutor, RayExecutor, ThreadExecutor
+    from .executors import Executor, ThreadExecutor, get_executor
 
     if executor is None or executor == "thread" or isinstance(executor, ThreadExecutor):
         # measuring in a thread of this process is what the built-in worker does, with
         # per-layer streaming, CUDA streams and the duty cycle
         return None, False
-    if executor in ("process", "local"):
-        return ProcessExecutor(workers=1), True
-    if executor == "ray":
-        return RayExecutor(), True
+    if executor in ("process", "local", "ray"):
+        return get_executor(executor, workers=1), True  # one local process; or Ray's pool
     if isinstance(executor, Executor) and executor.name != "serial":
         return executor, False
     raise ValueError(

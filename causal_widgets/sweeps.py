@@ -195,12 +195,11 @@ def _check_study_dir(out: Path, study: Study) -> None:
                 f"{out} holds another study (differs in: {', '.join(diff)}): rerun the same "
                 "study to resume it, or pass a new --out directory."
             )
+    from .reproduce import _atomic_write_text
+
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("study.json", json.dumps(new, indent=1)),
-                       ("study.toml", study.source or study.to_toml())):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out / name)
+    _atomic_write_text(out / "study.json", json.dumps(new, indent=1))
+    _atomic_write_text(out / "study.toml", study.source or study.to_toml())
 
 
 def _partition(out: Path, dataset: str, rid: str) -> Path:
