@@ -92,3 +92,22 @@ def test_monitor_rejects_a_serial_executor():
     with pytest.raises(ValueError, match="cannot run a monitor"):
         Monitor(torch.nn.Linear(2, 2), torch.rand(4, 2), in_range=(0, 1),
                 executor=SerialExecutor())
+
+
+def test_unpicklable_work_for_a_process_names_the_fix():
+    import threading
+
+    lock = threading.Lock()  # not picklable, not even by cloudpickle
+    with ProcessExecutor(workers=1) as ex:
+        with pytest.raises(TypeError, match="could not pickle the work.*executor='thread'"):
+            ex.submit(lambda: lock.locked())
+
+
+def test_ray_executor_rejects_impossible_resources_before_starting_ray():
+    pytest.importorskip("ray")
+    from causal_widgets.executors import RayExecutor
+
+    with pytest.raises(ValueError, match="num_cpus must be a number >= 0"):
+        RayExecutor(num_cpus=-1)
+    with pytest.raises(ValueError, match="num_gpus must be 'auto' or a number >= 0"):
+        RayExecutor(num_gpus="many")

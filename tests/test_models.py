@@ -124,3 +124,25 @@ def test_train_epoch_is_reproducible_from_generator_state() -> None:
     gb.set_state(state)
     train_epoch(b, ob, ds.x_train, targets, 10, gb)
     assert torch.equal(a.fc1.weight, b.fc1.weight)
+
+
+def test_dropout_sits_after_hidden_activations_and_bad_rates_are_refused() -> None:
+    model = make_mlp([4, 5, 5, 3], "sigmoid", seed=0, dropout=0.2)
+    assert [n for n, _ in model.named_children()] == [
+        "fc1", "act1", "drop1", "fc2", "act2", "drop2", "fc3", "act3"]
+    assert model.drop1.p == 0.2
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"must lie in \[0, 1\)"):
+            make_mlp([4, 5, 3], "sigmoid", dropout=bad)
+
+
+def test_evaluate_runs_without_dropout_and_restores_the_mode() -> None:
+    model = make_mlp([4, 5, 5, 3], "sigmoid", seed=0, dropout=0.9)
+    ds = load_iris_data(seed=0)
+    model.train()
+    first = evaluate(model, ds.x_train, ds.y_train)
+    assert model.training
+    # with dropout on, two forward passes would differ; evaluation is deterministic
+    assert evaluate(model, ds.x_train, ds.y_train) == first
+    model.eval()
+    assert evaluate(model, ds.x_train, ds.y_train) == first and not model.training

@@ -335,3 +335,17 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_runs(tmp_path, target):
     assert subprocess.run(cmd, capture_output=True, timeout=600).returncode == 0
     check_exactly_once(out, Study.from_toml(study))
     assert finished_runs(out) >= kept
+
+
+def test_bad_sweep_arguments_are_refused_up_front(tmp_path, capsys):
+    with pytest.raises(ValueError, match="max_retries must be an int >= 0"):
+        sweep(tiny_study(), tmp_path / "a", max_retries=-1, **QUIET)
+    with pytest.raises(TypeError, match="a causal_widgets.Study or a path"):
+        sweep({"grid": {}}, tmp_path / "b", **QUIET)
+    with pytest.raises(FileNotFoundError, match="not a study folder"):
+        load_study(tmp_path)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--preset", "depth", "--out", str(tmp_path / "c"),
+                  "--max-retries", "-1"])
+    assert "--max-retries must be >= 0" in capsys.readouterr().err
