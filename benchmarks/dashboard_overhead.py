@@ -1,19 +1,19 @@
 """What attaching a live CausalDashboard costs a training loop, and how fresh its plane is.
 
-Trains the paper's networks with the paper's loop (``causal_widgets.models``: bias-free
+Trains the paper's networks with the paper's loop (``causal_widgets.training.models``: bias-free
 sigmoid MLPs, U(+-1/sqrt(fan_in)) init, SGD lr 0.01, ``MSELoss(reduction="sum")``, a
 seeded shuffle per epoch):
 
 * ``iris``: 4-5-5-3 on Iris (100 train examples, batch 10);
 * ``digits``: 25-6-6-6-5 on the embedded 5x5 digits 0-4 (676 train examples, batch 50,
-  as in ``causal_widgets.reproduce``);
+  as in ``causal_widgets.paper.reproduce``);
 
 each for a fixed number of epochs, in two arms with identical work (same seed, same
 data order):
 
 * ``base``: per epoch ``evaluate`` (loss/accuracy, what a loop logs) + ``train_epoch``;
 * ``dash``: the same plus ``dash.record(epoch, loss=..., accuracy=...)`` on a headless
-  :class:`~causal_widgets.widgets.CausalDashboard` with ``every=1, drop_stale=True``
+  :class:`~causal_widgets.widgets.dashboard.CausalDashboard` with ``every=1, drop_stale=True``
   (the monitor's ``max_pending=2``), built before the timer starts.
 
 Measured (``time.perf_counter``, seconds unless stated):
@@ -38,7 +38,7 @@ Measured (``time.perf_counter``, seconds unless stated):
 Settings of the measurement engine (``--settings``): ``default`` = the dashboard's own
 defaults (``bins=8``, every metric, adaptive sample sizes; what ``CausalDashboard(model, x,
 in_range=(0, 1))`` does), ``reproduce`` / ``quick`` = the fixed budgets of
-``causal_widgets.reproduce.engine_settings`` (2**17 / 2**14 whole-EI samples), ``smoke`` =
+``causal_widgets.paper.reproduce.engine_settings`` (2**17 / 2**14 whole-EI samples), ``smoke`` =
 EI_parts only (exact; for the test suite).
 
 Usage::
@@ -92,7 +92,7 @@ class Network:
 
 
 def _networks() -> dict[str, Network]:
-    from causal_widgets.data import load_digits_data, load_iris_data
+    from causal_widgets.training.data import load_digits_data, load_iris_data
 
     return {
         "iris": Network("iris", (4, 5, 5, 3), 10, load_iris_data),
@@ -105,7 +105,7 @@ def engine_kwargs(settings: str) -> dict[str, Any]:
     if settings == "default":
         return {}
     if settings in ("reproduce", "quick"):
-        from causal_widgets.reproduce import engine_settings
+        from causal_widgets.paper.reproduce import engine_settings
 
         return engine_settings(settings == "quick", None)
     if settings == "smoke":
@@ -136,7 +136,13 @@ def run_arm(
     total/queued/measuring/push seconds), ``measured`` / ``dropped`` / ``errors`` counts
     and ``construct_s`` / ``drain_s``.
     """
-    from causal_widgets.models import evaluate, make_mlp, make_optimizer, one_hot, train_epoch
+    from causal_widgets.training.models import (
+        evaluate,
+        make_mlp,
+        make_optimizer,
+        one_hot,
+        train_epoch,
+    )
 
     ds = net.loader(seed)
     model = make_mlp(list(net.sizes), "sigmoid", seed=seed)
@@ -152,9 +158,9 @@ def run_arm(
     spans: list[tuple[int | None, float, float]] = []  # (epoch, start, end) per layer
     record_ms: list[float] = []
     if with_dash:
-        from causal_widgets.graph import find_layers
-        from causal_widgets.measure import measure_layer
-        from causal_widgets.widgets import CausalDashboard
+        from causal_widgets.engine.layer_measure import measure_layer
+        from causal_widgets.network.graph import find_layers
+        from causal_widgets.widgets.dashboard import CausalDashboard
 
         names = [lay.name for lay in find_layers(model, ds.x_train, in_range=(0.0, 1.0))]
         holder: dict[str, Any] = {}
@@ -253,7 +259,7 @@ def _background(kind: str, stop: threading.Event) -> None:
     bookkeeping); ``torch`` runs 1000x25 matrix products (the GIL is released inside each
     op, like the layer evaluations); ``idle`` sleeps.
     """
-    from causal_widgets.monitor import _set_thread_nice
+    from causal_widgets.live.monitor import _set_thread_nice
 
     _set_thread_nice(10)
     x = torch.rand(1000, 25, generator=torch.Generator().manual_seed(0))
@@ -516,9 +522,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         p.error(f"unknown networks {unknown}: choose from {sorted(nets)}")
     epochs = {"iris": args.iris_epochs, "digits": args.digits_epochs}
 
-    import causal_widgets.graph  # noqa: F401 - imports paid before any timer
-    import causal_widgets.measure  # noqa: F401
-    import causal_widgets.widgets  # noqa: F401
+    import causal_widgets.engine.layer_measure  # noqa: F401
+    import causal_widgets.network.graph  # noqa: F401 - imports paid before any timer
+    import causal_widgets.widgets.dashboard  # noqa: F401
 
     report: dict[str, Any] = {
         "started": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

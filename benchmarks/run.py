@@ -213,7 +213,7 @@ def whole_budget(n_in: int, bins: int, samples: int) -> dict[str, Any]:
     ``samples // bins ** n_in`` points each), else ``samples // 16`` sampled cells of 16
     points (its default points per sampled cell).
     """
-    from causal_widgets.measure import CELL_LIMIT
+    from causal_widgets.engine.layer_measure import CELL_LIMIT
 
     n_cells = bins**n_in
     if n_cells <= CELL_LIMIT and samples >= 2 * n_cells:

@@ -21,7 +21,7 @@ on ``Sequential(Linear(n, m, bias=False), Sigmoid())`` layers whose weights are 
 * ``whole``: whole EI (cell-conditional, ``cells x points_per_cell``) vs samples, split into
   drawing + forward + binning (plain torch, timed) and the estimator (the remainder);
 * ``training``: training epochs of the paper's Iris 4-5-5-3 and 25-6-6-6-5 MLPs and of two
-  bigger models (an MLP 784-256-256-10 and a small CNN), with ``causal_widgets.models``;
+  bigger models (an MLP 784-256-256-10 and a small CNN), with ``causal_widgets.training.models``;
 * ``models``: one checkpoint of each model measured as ``reproduce.py`` measures it
   (``find_layers`` + ``measure_layer`` per layer, whole EI from 2**17 samples as 4096 cells
   of 32 points), split into the exact engine and the sampled part per layer, and the
@@ -179,9 +179,9 @@ CONFIGS = {
 # the models of the study: (a) the paper's, (b) bigger ones
 MODEL_SPECS: dict[str, dict[str, Any]] = {
     "iris": {"sizes": [4, 5, 5, 3], "n_train": 100, "n_test": 50, "batch": 10,
-             "data": "scikit-learn Iris (causal_widgets.data.load_iris_data)"},
+             "data": "scikit-learn Iris (causal_widgets.training.data.load_iris_data)"},
     "digits": {"sizes": [25, 6, 6, 6, 5], "n_train": 676, "n_test": 225, "batch": 50,
-               "data": "embedded 5x5 digits 0-4 (causal_widgets.data.load_digits_data)"},
+               "data": "embedded 5x5 digits 0-4 (causal_widgets.training.data.load_digits_data)"},
     "mnist_paper": {"sizes": [25, 6, 6, 6, 5], "n_train": 25_000, "n_test": 5_596,
                     "batch": 50, "data": "synthetic stand-in of the paper's 5x5 MNIST 0-4 "
                     "(same shapes; values do not change the cost)"},
@@ -255,7 +255,7 @@ def build_model(name: str, weights: str = "paper", seed: int = 0) -> nn.Module:
     ``N(0, (4 / sqrt(fan_in))^2)`` (larger weights: more harmonics in the exact engine and
     more distinct output tuples, i.e. the slower case); ``"trained"`` loads the weights
     of :data:`TRAINED` (Iris, digits)."""
-    from causal_widgets.models import make_mlp
+    from causal_widgets.training.models import make_mlp
 
     spec = MODEL_SPECS[name]
     model = small_cnn(seed) if spec["sizes"] is None else make_mlp(spec["sizes"], seed=seed)
@@ -646,7 +646,7 @@ def bench_whole(cfg: Config, log: Callable[[str], None]) -> list[dict[str, Any]]
 
 def _dataset(name: str, limit_eval: int | None) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_test, y_test, n_classes) for a model of MODEL_SPECS."""
-    from causal_widgets.data import load_digits_data, load_iris_data
+    from causal_widgets.training.data import load_digits_data, load_iris_data
 
     if name == "iris":
         ds = load_iris_data(seed=0)
@@ -678,7 +678,7 @@ def bench_training(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
     shape stands in); evaluation on the full sets (or ``eval_examples`` test examples, then
     scaled linearly, in --quick).
     """
-    from causal_widgets.models import evaluate, make_optimizer, one_hot, train_epoch
+    from causal_widgets.training.models import evaluate, make_optimizer, one_hot, train_epoch
 
     out: dict[str, Any] = {}
     for name in ("iris", "digits", "mnist_paper", "mlp784", "cnn"):
@@ -755,7 +755,7 @@ def bench_models(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
     the exact engine for dense layers, sampling for pooling windows), whole EI and the
     rest as the difference, and the torch operator counts of both calls.
     """
-    from causal_widgets.graph import find_layers
+    from causal_widgets.network.graph import find_layers
 
     pair_kw = {"bins": 8, "metrics": ["ei_parts", "sensitivity"]}
     out: dict[str, Any] = {}
@@ -848,7 +848,7 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
                 kw["samples"] = spec["samples"]
             measure(net, bins=8, **kw)
         else:
-            from causal_widgets.graph import find_layers
+            from causal_widgets.network.graph import find_layers
 
             model = build_model(spec["model"], "trained-like")
             for lay in find_layers(model, example_input(spec["model"]), in_range=(0.0, 1.0)):

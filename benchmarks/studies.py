@@ -8,7 +8,7 @@ and measured every ``--every`` (bins 8, exact EI_parts and sensitivity, whole EI
 * ``sequential``: ``sweep(..., executor="serial")``, one run after another in this process;
 * ``local pool``: ``sweep(..., executor=ProcessExecutor(W))``, W spawned worker processes;
 * ``ray``: a Ray cluster started here with ``ray start --head`` on 127.0.0.1 (W CPUs;
-  :class:`causal_widgets.executors.LocalRayCluster`), ``sweep(..., executor=RayExecutor(
+  :class:`causal_widgets.live.executors.LocalRayCluster`), ``sweep(..., executor=RayExecutor(
   address))``; starting the cluster is timed separately, not in the sweep.
 
 Every run uses one torch thread. Reported: the sweep's wall time, the speed-up over
@@ -55,7 +55,7 @@ END = "<!-- studies:end -->"
 
 
 def study(epochs: int, every: int, samples: int):
-    from causal_widgets.study import Study
+    from causal_widgets.studies.spec import Study
 
     return Study(
         "bench8", grid={"label_noise": [0.0, 1.0], "dropout": [0.0, 0.2], "seed": [0, 1]},
@@ -82,7 +82,7 @@ def task_overhead(ex: Any, n_single: int, n_bulk: int) -> dict[str, float]:
 
 def run_sweep(name: str, make_executor: Callable[[], Any], st: Any, root: Path,
               workers: int) -> tuple[dict[str, Any], Any]:
-    from causal_widgets.sweeps import sweep
+    from causal_widgets.studies.sweeps import sweep
 
     out = root / name.replace(" ", "_")
     ex = make_executor()
@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    from causal_widgets.executors import (
+    from causal_widgets.live.executors import (
         LocalRayCluster,
         ProcessExecutor,
         RayExecutor,

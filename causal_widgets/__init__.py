@@ -18,27 +18,27 @@ __version__ = "0.1.0"
 # `causal_widgets.measure` binds that name on the package, and `cw.measure` must be
 # the function `graph.measure`.
 # isort: off
-from .layer import Activation, Layer, layer_from_module
-from .measure import LayerResult, ei, ei_parts, measure_layer, sensitivity
-from .graph import find_layers, measure
+from .engine.layer import Activation, Layer, layer_from_module
+from .engine.layer_measure import LayerResult, ei, ei_parts, measure_layer, sensitivity
+from .network.graph import find_layers, measure
 # isort: on
 
 # The live parts are imported on first use, so `import causal_widgets` stays light
 # (anywidget and the worker thread machinery load only when a dashboard is made).
 _LAZY = {
-    "Monitor": "monitor",
-    "History": "store",
-    "CausalDashboard": "widgets",
-    "attach": "widgets",
-    "CausalDashboardCallback": "widgets",
-    "StudyDashboard": "study_widgets",
-    "Executor": "executors",
-    "ProcessExecutor": "executors",
-    "RayExecutor": "executors",
-    "Study": "study",
-    "preset": "study",
-    "sweep": "sweeps",
-    "load_study": "sweeps",
+    "Monitor": "live.monitor",
+    "History": "live.store",
+    "CausalDashboard": "widgets.dashboard",
+    "attach": "widgets.dashboard",
+    "CausalDashboardCallback": "widgets.dashboard",
+    "StudyDashboard": "widgets.study_dashboard",
+    "Executor": "live.executors",
+    "ProcessExecutor": "live.executors",
+    "RayExecutor": "live.executors",
+    "Study": "studies.spec",
+    "preset": "studies.spec",
+    "sweep": "studies.sweeps",
+    "load_study": "studies.sweeps",
 }
 
 __all__ = [

@@ -43,7 +43,7 @@ def _bins(text: str) -> int:
 
 
 def _layers(text: str) -> list[int]:
-    from .models import parse_layers
+    from causal_widgets.training.models import parse_layers
 
     try:
         return parse_layers(text)
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sw.add_argument("study", nargs="?", help="the study file (TOML; see causal_widgets.study)")
+    sw.add_argument("study", nargs="?", help="the study file (TOML; see causal_widgets.studies.spec)")
     sw.add_argument("--preset", choices=["memorization", "dropout", "depth"],
                     help="a study for one of the paper's open questions instead of a file")
     sw.add_argument("--out", required=True, type=Path, help="output directory")
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sweep":
         return _sweep(parser, args)
-    from . import reproduce as rp
+    from causal_widgets.paper import reproduce as rp
 
     if args.data_dir is not None and args.experiment != "mnist":
         parser.error("--data-dir is only for the mnist experiment")
@@ -162,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from .study import StudyError
-    from .sweeps import study_from_args, sweep
+    from causal_widgets.studies.spec import StudyError
+    from causal_widgets.studies.sweeps import study_from_args, sweep
 
     if args.ray is not None and (args.serial or args.workers):
         parser.error("--ray runs on the cluster: drop --serial/--workers")
@@ -172,7 +172,7 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         study = study_from_args(args.study, args.preset, args.quick)
         if args.ray is not None:
-            from .executors import RayExecutor
+            from causal_widgets.live.executors import RayExecutor
 
             executor = RayExecutor(address=None if args.ray == "local" else args.ray)
         else:

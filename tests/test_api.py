@@ -9,9 +9,9 @@ import causal_widgets as cw
 
 
 def test_measure_is_the_network_function_even_after_submodule_import():
-    importlib.import_module("causal_widgets.measure")
-    assert callable(cw.measure) and cw.measure.__module__ == "causal_widgets.graph"
-    assert cw.measure_layer.__module__ == "causal_widgets.measure"
+    importlib.import_module("causal_widgets.engine.layer_measure")
+    assert callable(cw.measure) and cw.measure.__module__ == "causal_widgets.network.graph"
+    assert cw.measure_layer.__module__ == "causal_widgets.engine.layer_measure"
 
 
 def test_every_public_name_resolves():

@@ -1,0 +1,1297 @@
+"""The measure API for one layer: EI, EI_parts, sensitivity, degeneracy, integration.
+
+>>> import torch, causal_widgets as cw
+>>> layer = torch.nn.Sequential(torch.nn.Linear(25, 6), torch.nn.Sigmoid())
+>>> r = cw.measure_layer(layer, in_range=(0.0, 1.0), bins=8)          # doctest: +SKIP
+>>> r.ei, r.ei_parts, r.sensitivity, r.degeneracy, r.integration    # doctest: +SKIP
+
+All quantities are in **bits** and follow ``../shared/docs/metrics.md``. With ``X`` the
+binned inputs and ``Y`` the binned outputs under the maximum-entropy intervention
+(every input independently uniform over ``in_range``):
+
+* ``ei`` = I(X; Y) (whole tuples), always *sampled* with the cell-conditional estimator
+  :class:`~causal_widgets.engine.estimators.WholeEI`: draw input cells (one bin per input),
+  ``M`` points uniformly inside each cell, and estimate ``H(Y) - mean_cell H(Y | cell)``.
+  All ``in_bins ** n_in`` cells are enumerated when that is at most ``cell_limit``
+  (2**14); otherwise cells are drawn uniformly.
+* ``ei_parts`` = sum_ij I(X_i; Y_j), all inputs intervened together; ``sensitivity`` =
+  sum_ij I(X_i; Y_j) with only X_i intervened and every other input held at 0. Both are
+  computed *exactly* (``exact.py``, no sampling) when the layer is ``act(W x + b)`` with a
+  monotone elementwise ``act`` (``layer.dense is not None``) and ``method`` is ``"auto"``
+  or ``"exact"``; otherwise they are sampled with
+  :class:`~causal_widgets.engine.estimators.PairwiseMI`.
+* ``degeneracy`` = sensitivity - ei and ``integration`` = ei - ei_parts. When ``ei`` is not
+  computed but ``ei_parts`` and ``sensitivity`` are, ``degeneracy_parts`` = sensitivity -
+  ei_parts is reported instead (under its own name: the two are never mixed).
+
+Whole EI and finite points per cell: ``H(Y | cell)`` from ``M`` points is biased when a
+cell's outputs take many values (Grassberger's estimator, used within cells, removes most
+but not all of it). The same cells' entropies are therefore also estimated from the first
+half of their points (a paired comparison, inside the one estimator); when
+``|EI(M/2) - EI(M)|`` exceeds one standard error, the interval is extended by that gap on
+the side the bias points to and a warning gives the numbers (``settings["whole_ei"]``
+keeps ``ei_half_points``, ``half_points_gap`` and ``bias_allowance``, the signed gap).
+
+Confidence intervals (95 %) come from the estimators; exact values have a zero-width
+interval. Derived metrics combine intervals by interval arithmetic
+(``[a_lo - b_hi, a_hi - b_lo]`` for ``a - b``). Every metric is drawn from its own random
+stream, so the two terms are independent; for independent, approximately normal
+estimates the half-width of the combined interval (sum of half-widths) is at least the
+exact one (square root of the sum of squares), so coverage is >= 95 % (conservative).
+
+Sample sizes adapt: with ``samples=None`` the number of interventions grows (at least
+doubling each round, jumping to the size the current interval width predicts) until the
+95 % interval of each requested total is narrower than ``tol`` bits, up to ``max_samples``
+forward evaluations per metric. Hitting the cap is **not** an error: the result is returned
+with its (wider) interval and a warning in ``r.warnings`` that gives the numbers, because
+a background monitor must not lose a measurement to an undersampled layer.
+
+Reproducibility: every draw comes from a ``torch.Generator`` seeded from ``seed`` and the
+metric's name, so a metric's value does not depend on which other metrics were asked for.
+The caller's global RNG state, grad mode and the module's train/eval flags are restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from causal_widgets.engine.binning import bin_index, check_bins, check_range
+from causal_widgets.engine.layer import (
+    Activation,
+    DenseForm,
+    Layer,
+    activation_of,
+    check_finite_weights,
+    layer_from_module,
+)
+
+#: Metric names ``measure_layer(metrics=...)`` understands.
+METRICS = ("ei", "ei_parts", "sensitivity", "degeneracy", "integration", "nodes")
+#: Order of the scalar metrics in :meth:`LayerResult.to_frame`.
+SCALAR_METRICS = (
+    "ei",
+    "ei_parts",
+    "sensitivity",
+    "degeneracy",
+    "integration",
+    "degeneracy_parts",
+    "group_ei",
+)
+# what a requested metric needs computed; nodes' ``ei`` column comes from the whole-EI run
+_NEEDS = {
+    "degeneracy": ("sensitivity", "ei"),
+    "integration": ("ei", "ei_parts"),
+    "nodes": ("ei",),
+}
+METHODS = ("auto", "exact", "sampled")
+
+#: Enumerate every input cell for whole EI when ``in_bins ** n_in`` is at most this.
+CELL_LIMIT = 2**14
+#: Default cap on forward evaluations per metric when adapting the sample size (keeps a
+#: default measurement of a 25->6 layer to seconds on one CPU core; raise it for tighter
+#: intervals on wide layers).
+MAX_SAMPLES = 2**20
+# starting sizes of the doubling (chosen so a small layer is done in the first rounds)
+_START_PAIRS = 2**16  # interventions for sampled EI_parts
+_START_SENS = 2**12  # interventions per input for sampled sensitivity
+_START_CELLS = 2**12  # sampled cells for whole EI
+_START_PPC = 16  # points per cell when all cells are enumerated
+# points per cell when cells are sampled. Measured (Grassberger within-cell entropies,
+# 2**18 samples, 8 seeds, 8-bin sigmoid layers 5->5, 4->5, 5->3 against benchmarks/truth.py):
+# RMSE 0.016-0.029 bits at 16, 0.015-0.022 at 32, 0.016-0.022 at 64, with the bias
+# smallest at 64 (<= 0.007); wide layers with many outputs per cell keep more bias at
+# fewer points (25->6, weights 1.5: EI(M/2) - EI(M) is ~0.05 bits at 16, ~0.02 at 64)
+_DEFAULT_PPC = 64
+# the half-points bias diagnostic needs at least this many points per cell in the half
+_MIN_HALF_PPC = 8
+# Input-node EI, I(X_i; Y), keeps one sparse entry per (input, bin, output tuple seen): up
+# to n_in x samples entries when every output tuple is distinct. Peak memory measured with
+# benchmarks/scaling.py is ~600-800 bytes per entry then (keys, values, the merge's sort
+# buffers): 32 -> 32 at 2**17 samples (2**22 entries) peaked at 3.3 GiB, 64 -> 64 at
+# 4.9 GB; 256 -> 256 was killed for memory on a 24 GB machine. Contractive layers (the
+# paper's 25 -> 6) repeat output tuples and stay far below the worst case, so two bounds:
+# skipped up front when even the *planned* worst case is absurd, and dropped while
+# measuring once the table really holds more than _INPUT_NODE_LIVE_ENTRIES entries.
+_INPUT_NODE_ENTRIES = 2**25
+_INPUT_NODE_LIVE_ENTRIES = 2**22
+# stage ids for the per-metric random streams (never renumber: results would change)
+_STAGE = {"ei_parts": 1, "sensitivity": 2, "ei": 3, "group_ei": 4}
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass
+class LayerResult:
+    """What :func:`measure_layer` measured on one layer. Values in bits.
+
+    Scalars (``None`` when not requested): ``ei``, ``ei_parts``, ``sensitivity``,
+    ``degeneracy`` (= sensitivity - ei), ``integration`` (= ei - ei_parts),
+    ``degeneracy_parts`` (= sensitivity - ei_parts, only when ``ei`` was not computed) and
+    ``group_ei`` (= I(X_G; Y_H) when ``groups`` was given).
+
+    ``ei_parts_matrix`` / ``sensitivity_matrix``: ``(n_in, n_out)`` arrays of the pairwise
+    terms (``E[i, j] = I(X_i; Y_j)``), with 95 % intervals in ``matrix_ci[name] = (low,
+    high)``. ``ci[metric] = (low, high)``: 95 % interval of each scalar. ``nodes``: one row
+    per input and output neuron (see :func:`measure_layer`). ``method`` / ``samples``:
+    per metric, how it was computed (``"exact"``, ``"sampled"``, ``"derived"``) and from how
+    many interventions (EI_parts: draws of the whole input; sensitivity: draws *per
+    input*; ei: cells x points per cell; exact: 0; derived: the larger of its terms').
+    """
+
+    name: str
+    n_in: int
+    n_out: int
+    ei: float | None = None
+    ei_parts: float | None = None
+    sensitivity: float | None = None
+    degeneracy: float | None = None
+    integration: float | None = None
+    degeneracy_parts: float | None = None
+    group_ei: float | None = None
+    ei_parts_matrix: np.ndarray | None = None
+    sensitivity_matrix: np.ndarray | None = None
+    matrix_ci: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    nodes: pd.DataFrame | None = None
+    method: dict[str, str] = field(default_factory=dict)
+    samples: dict[str, int] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        """The scalar metrics that were computed, ``name -> value`` (bits)."""
+        out = {}
+        for m in SCALAR_METRICS:
+            v = getattr(self, m)
+            if v is not None:
+                out[m] = float(v)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, as JSON-compatible builtins (lists, floats, str, None).
+
+        Keys: ``layer``, ``n_in``, ``n_out``, every scalar metric, ``ci``, ``method``,
+        ``samples``, ``ei_parts_matrix`` / ``sensitivity_matrix`` (nested lists or None),
+        ``matrix_ci``, ``nodes`` (list of row dicts or None), ``in_bins``, ``out_bins``,
+        ``in_range``, ``out_range``, ``seed``, ``version``, ``settings``, ``warnings``.
+        """
+        s = self.settings
+        d: dict[str, Any] = {"layer": self.name, "n_in": self.n_in, "n_out": self.n_out}
+        for m in SCALAR_METRICS:
+            v = getattr(self, m)
+            d[m] = None if v is None else float(v)
+        d["ci"] = {k: [float(v[0]), float(v[1])] for k, v in self.ci.items()}
+        d["method"] = dict(self.method)
+        d["samples"] = {k: int(v) for k, v in self.samples.items()}
+        for m in ("ei_parts_matrix", "sensitivity_matrix"):
+            v = getattr(self, m)
+            d[m] = None if v is None else np.asarray(v, dtype=float).tolist()
+        d["matrix_ci"] = {
+            k: [np.asarray(lo, float).tolist(), np.asarray(hi, float).tolist()]
+            for k, (lo, hi) in self.matrix_ci.items()
+        }
+        d["nodes"] = None if self.nodes is None else _records(self.nodes)
+        for k in ("in_bins", "out_bins", "seed", "version"):
+            d[k] = s.get(k)
+        d["in_range"] = list(s["in_range"]) if s.get("in_range") is not None else None
+        d["out_range"] = list(s["out_range"]) if s.get("out_range") is not None else None
+        d["settings"] = _jsonable(s)
+        d["warnings"] = list(self.warnings)
+        return d
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy rows, one per computed scalar metric.
+
+        Columns: ``layer, metric, value, ci_low, ci_high, method, samples, in_bins,
+        out_bins, in_range, out_range, seed, version`` (ranges as ``(lo, hi)`` tuples).
+        """
+        s = self.settings
+        rows = []
+        for m, v in self.metrics().items():
+            lo, hi = self.ci.get(m, (math.nan, math.nan))
+            rows.append(
+                {
+                    "layer": self.name,
+                    "metric": m,
+                    "value": v,
+                    "ci_low": float(lo),
+                    "ci_high": float(hi),
+                    "method": self.method.get(m, ""),
+                    "samples": int(self.samples.get(m, 0)),
+                    "in_bins": s.get("in_bins"),
+                    "out_bins": s.get("out_bins"),
+                    "in_range": tuple(s["in_range"]),
+                    "out_range": tuple(s["out_range"]),
+                    "seed": s.get("seed"),
+                    "version": s.get("version"),
+                }
+            )
+        cols = [
+            "layer", "metric", "value", "ci_low", "ci_high", "method", "samples",
+            "in_bins", "out_bins", "in_range", "out_range", "seed", "version",
+        ]  # fmt: skip
+        return pd.DataFrame(rows, columns=cols)
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics().items())
+        warn = f", {len(self.warnings)} warning(s)" if self.warnings else ""
+        return f"LayerResult({self.name!r}, {self.n_in}->{self.n_out}, {vals}{warn})"
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        for row in df.to_dict(orient="records")
+    ]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name}={value} is too small: pass an integer >= {minimum}.")
+    return int(value)
+
+
+def _parse_metrics(metrics: str | Iterable[str] | None) -> tuple[set[str], set[str]]:
+    """(requested, computed): the names asked for, and those plus what they need."""
+    if metrics is None:
+        requested = set(METRICS)
+    else:
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        requested = set()
+        for m in metrics:
+            if m not in METRICS:
+                raise ValueError(
+                    f"unknown metric {m!r}: choose from {', '.join(METRICS)} "
+                    "(or metrics=None for all)."
+                )
+            requested.add(m)
+        if not requested:
+            raise ValueError(f"metrics is empty: name at least one of {', '.join(METRICS)}.")
+    computed = set(requested)
+    for m in requested:
+        computed.update(_NEEDS.get(m, ()))
+    return requested, computed
+
+
+def _stage_generator(seed: int, stage: str, device: torch.device) -> torch.Generator:
+    """An independent generator per metric, seeded from ``(seed, stage)``."""
+    state = np.random.SeedSequence([seed, _STAGE[stage]]).generate_state(1, np.uint64)[0]
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(state) >> 1)  # 63 bits: manual_seed wants a non-negative int64
+    return gen
+
+
+def _module_device_dtype(fn: Any) -> tuple[torch.device | None, torch.dtype | None]:
+    if isinstance(fn, nn.Module):
+        for t in list(fn.parameters()) + list(fn.buffers()):
+            if t.is_floating_point():
+                return t.device, t.dtype
+        for t in fn.buffers():
+            return t.device, None
+    return None, None
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    return a.type != "cuda" or (a.index or 0) == (b.index or 0)
+
+
+@contextmanager
+def _untouched(fn: Any, device: torch.device | None = None):
+    """Run with grad off and modules in eval mode; restore RNG, grad mode and flags after.
+
+    Eval mode matters: dropout would add noise to the layer and a training-mode
+    BatchNorm would both change its output and overwrite its running statistics.
+    The measurement itself never draws from the global RNG (every draw uses a private
+    generator); the global state is still saved and restored, against modules that draw
+    from it in ``forward``, but only on the main thread: restoring it from a background
+    worker (the monitor) would rewind random numbers the training thread drew meanwhile.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    cpu_state = torch.get_rng_state() if main else None
+    cuda_states = (
+        torch.cuda.get_rng_state_all()
+        if main and torch.cuda.is_available() and torch.cuda.is_initialized()
+        else None
+    )
+    modes = [(m, m.training) for m in fn.modules()] if isinstance(fn, nn.Module) else []
+    try:
+        for m, _ in modes:
+            m.training = False  # flag only: an overridden .eval() could have side effects
+        with torch.no_grad():
+            yield
+    finally:
+        for m, t in modes:
+            m.training = t
+        if cpu_state is not None:
+            torch.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _conv_dense_form(module: nn.Module, in_shape: tuple[int, ...]) -> DenseForm | None:
+    """Dense form of ``Conv2d`` (+ monotone activation) applied to one receptive field.
+
+    When the input is exactly one receptive field ``(C_in, kh, kw)`` (no padding, stride
+    and dilation irrelevant for a 1x1 output with dilation 1, one group), the conv is
+    ``act(W.reshape(C_out, -1) @ x + b)`` in the flattening order of ``(C_in, kh, kw)``.
+    The form is verified numerically against the module before it is trusted.
+    """
+    mods = list(module) if isinstance(module, nn.Sequential) else [module]
+    if not mods or len(mods) > 2 or not isinstance(mods[0], nn.Conv2d):
+        return None
+    conv: nn.Conv2d = mods[0]
+    act = activation_of(mods[1]) if len(mods) == 2 else Activation("identity")
+    if act is None or not act.monotone:
+        return None
+    kh, kw = conv.kernel_size
+    if isinstance(conv.padding, str):
+        no_padding = conv.padding == "valid"
+    else:
+        no_padding = tuple(conv.padding) == (0, 0)
+    if (
+        not no_padding
+        or conv.groups != 1
+        or tuple(conv.dilation) != (1, 1)
+        or tuple(in_shape) != (conv.in_channels, kh, kw)
+    ):
+        return None
+    w = conv.weight.detach().to("cpu", torch.float64).reshape(conv.out_channels, -1)
+    b = (
+        conv.bias.detach().to("cpu", torch.float64)
+        if conv.bias is not None
+        else torch.zeros(conv.out_channels, dtype=torch.float64)
+    )
+    dense = DenseForm(w.numpy().copy(), b.numpy().copy(), act)
+    # verify on a few fixed points (a private generator: the global RNG stays untouched)
+    dev, dtype = _module_device_dtype(module)
+    gen = torch.Generator().manual_seed(12345)
+    x = torch.rand((8, *in_shape), generator=gen, dtype=torch.float64)
+    ref = module(x.to(device=dev, dtype=dtype or torch.float32)).reshape(8, -1)
+    mine = act(x.reshape(8, -1) @ w.T + b)
+    if ref.shape != mine.shape or not torch.allclose(
+        ref.to("cpu", torch.float64), mine, atol=1e-4, rtol=1e-4
+    ):
+        return None
+    return dense
+
+
+def _resolve_layer(
+    layer: Any,
+    in_range: Sequence[float] | None,
+    out_range: Sequence[float] | None,
+    name: str | None,
+    in_shape: Sequence[int] | None,
+) -> Layer:
+    """A :class:`Layer` with validated ranges from a Layer, a module or a callable."""
+    if isinstance(layer, Layer):
+        if in_shape is not None and tuple(int(s) for s in in_shape) != tuple(layer.in_shape):
+            raise ValueError(
+                f"in_shape={tuple(in_shape)} disagrees with the Layer's in_shape "
+                f"{layer.in_shape}: drop in_shape when passing a Layer."
+            )
+        changes: dict[str, Any] = {}
+        changes["in_range"] = check_range(
+            in_range if in_range is not None else layer.in_range, "in_range"
+        )
+        if out_range is not None:
+            changes["out_range"] = check_range(out_range, "out_range")
+        if name is not None:
+            changes["name"] = str(name)
+        # a shallow copy: the caller's Layer keeps its ranges; `extra` (a cache) is shared
+        layer = dataclasses.replace(layer, **changes)
+        if layer.dense is not None and not (
+            np.isfinite(layer.dense.weight).all() and np.isfinite(layer.dense.bias).all()
+        ):
+            raise ValueError(
+                f"layer {layer.name!r} has NaN or inf weights: the model has diverged; "
+                "lower the learning rate or restore a finite checkpoint before measuring."
+            )
+        if isinstance(layer.fn, nn.Module):
+            check_finite_weights(layer.fn, layer.name)
+        if layer.out_range is None:
+            if layer.dense is None:
+                kind = layer.activation.kind if layer.activation is not None else "unknown"
+                raise ValueError(
+                    f"layer {layer.name!r}: the output is unbounded (activation: {kind}) "
+                    "and cannot be derived; pass out_range=(lo, hi)."
+                )
+            derived = layer.dense.interval_bounds(layer.in_range)
+            if derived[0] == derived[1]:
+                derived = (derived[0] - 0.5, derived[1] + 0.5)
+            layer = dataclasses.replace(layer, out_range=derived)
+        layer = dataclasses.replace(layer, out_range=check_range(layer.out_range, "out_range"))
+        return layer
+    if not isinstance(layer, nn.Module) and not callable(layer):
+        raise TypeError(
+            f"expected a causal_widgets Layer, a torch.nn.Module or a callable mapping a "
+            f"tensor to a tensor; got {type(layer).__name__}."
+        )
+    conv_dense = None
+    if isinstance(layer, nn.Module) and in_shape is not None and in_range is not None:
+        try:
+            conv_dense = _conv_dense_form(layer, tuple(int(s) for s in in_shape))
+        except Exception:  # noqa: BLE001 - not a receptive-field conv; layer_from_module
+            conv_dense = None  # below reports whatever is wrong with the module
+        if conv_dense is not None and out_range is None:
+            if conv_dense.activation.natural_range is None:
+                # an unbounded conv output: its exact interval bound, as for dense layers
+                lo_hi = conv_dense.interval_bounds(check_range(in_range, "in_range"))
+                if lo_hi[0] == lo_hi[1]:
+                    lo_hi = (lo_hi[0] - 0.5, lo_hi[1] + 0.5)
+                out_range = lo_hi
+    lyr = layer_from_module(
+        layer,
+        name=str(name) if name is not None else "layer",
+        in_shape=in_shape,
+        in_range=in_range,
+        out_range=out_range,
+    )
+    if lyr.dense is None and conv_dense is not None:
+        lyr.dense = conv_dense
+        lyr.activation = conv_dense.activation
+        lyr.note = "Conv2d on one receptive field, measured through its dense form"
+    return lyr
+
+
+def _pick_device(lyr: Layer, device: Any) -> tuple[torch.device, torch.dtype]:
+    mod_dev, mod_dtype = _module_device_dtype(lyr.fn)
+    default = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if lyr.dense is not None:
+        # the dense forward runs on any device from the float64 copy of the weights
+        return (torch.device(device) if device is not None else default), torch.float32
+    if device is None:
+        dev = mod_dev if mod_dev is not None else default
+    else:
+        dev = torch.device(device)
+        if mod_dev is not None and not _same_device(dev, mod_dev):
+            raise ValueError(
+                f"layer {lyr.name!r} lives on {mod_dev} but device={str(device)!r} was "
+                f"asked for: pass device={str(mod_dev)!r} or move the module with .to()."
+            )
+    dtype = mod_dtype if mod_dtype in (torch.float64, torch.float32) else torch.float32
+    return dev, dtype
+
+
+def _check_groups(groups: Any, n_in: int, n_out: int) -> tuple[list[int], list[int]] | None:
+    if groups is None:
+        return None
+    try:
+        g_in, g_out = groups
+        g_in, g_out = list(g_in), list(g_out)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            "groups must be a pair (input_indices, output_indices), e.g. "
+            f"groups=([0, 1], [2]); got {groups!r}."
+        ) from err
+    out = []
+    for idx, n, side in ((g_in, n_in, "input"), (g_out, n_out, "output")):
+        if not idx:
+            raise ValueError(f"groups: the {side} group is empty; name at least one {side}.")
+        clean = []
+        for v in idx:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"groups: {side} index {v!r} is not an integer.")
+            if not 0 <= v < n:
+                raise ValueError(
+                    f"groups: {side} index {v} is out of bounds: the layer has {n} "
+                    f"{side}s, indices 0..{n - 1}."
+                )
+            clean.append(int(v))
+        if len(set(clean)) != len(clean):
+            raise ValueError(f"groups: the {side} group {idx} repeats an index; list each once.")
+        out.append(clean)
+    return out[0], out[1]
+
+
+class _Tally:
+    """Counts sampled output values outside ``out_range`` (clipped into edge bins)."""
+
+    def __init__(self) -> None:
+        self.outside = 0
+        self.total = 0
+
+    def add(self, outside: int, total: int) -> None:
+        self.outside += outside
+        self.total += total
+
+
+class _Sampler:
+    """Draws interventions, runs the layer and bins both sides, chunk by chunk."""
+
+    def __init__(
+        self,
+        lyr: Layer,
+        in_bins: int,
+        out_bins: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        chunk_rows: int,
+        tally: _Tally,
+    ) -> None:
+        self.lyr, self.in_bins, self.out_bins = lyr, in_bins, out_bins
+        self.device, self.dtype, self.chunk_rows, self.tally = device, dtype, chunk_rows, tally
+        self.lo, self.hi = lyr.in_range
+        self.n_in, self.n_out = lyr.n_in, lyr.n_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Binned outputs ``(N, n_out)`` of the layer at inputs ``x`` ``(N, n_in)``."""
+        y = self.lyr.forward_flat(x)
+        if y.ndim != 2 or y.shape[0] != x.shape[0] or y.shape[1] != self.n_out:
+            raise TypeError(
+                f"layer {self.lyr.name!r} returned shape {tuple(y.shape)} for {x.shape[0]} "
+                f"inputs; expected ({x.shape[0]}, {self.n_out}) after flattening. Measure a "
+                "module that maps each sample to one output of fixed size."
+            )
+        idx, outside = bin_index(y, self.lyr.out_range, self.out_bins)
+        self.tally.add(outside, y.numel())
+        return idx
+
+    def uniform(self, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+        """U[0, 1) draws; an input is ``lo + u (hi - lo)``."""
+        return torch.rand(shape, generator=gen, device=self.device, dtype=self.dtype)
+
+    def input_bins(self, u: torch.Tensor) -> torch.Tensor:
+        """Input bin of ``x = lo + u (hi - lo)``: ``floor(u * in_bins)``.
+
+        Equal to ``bin_index(x)`` except when rounding ``x`` in float32 crosses a bin
+        edge (probability ~1e-7), and much cheaper: no float64 copy, no range checks
+        (``u`` is in [0, 1) by construction).
+        """
+        return (u * self.in_bins).to(torch.int64).clamp_(max=self.in_bins - 1)
+
+    def pairs(self, est: Any, n: int, gen: torch.Generator) -> None:
+        """``n`` interventions with every input uniform over in_range -> ``est.update``."""
+        done = 0
+        while done < n:
+            k = min(self.chunk_rows, n - done)
+            u = self.uniform((k, self.n_in), gen)
+            x = u * (self.hi - self.lo) + self.lo
+            est.update(self.input_bins(u), self.forward(x))
+            done += k
+
+    def single(self, est: Any, n: int, gen: torch.Generator) -> None:
+        """``n`` interventions *per input*: x_i uniform, every other input held at 0.
+
+        All inputs are batched into shared forward passes (rows ``r`` of input ``r // n``),
+        then each input's rows go to ``est.update_single``.
+        """
+        total = self.n_in * n
+        start = 0
+        while start < total:
+            stop = min(total, start + self.chunk_rows)
+            rows = torch.arange(start, stop, device=self.device)
+            owner = rows // n
+            u = self.uniform((stop - start,), gen)
+            x = torch.zeros((stop - start, self.n_in), device=self.device, dtype=self.dtype)
+            x[torch.arange(stop - start, device=self.device), owner] = (
+                u * (self.hi - self.lo) + self.lo
+            )
+            x_idx = self.input_bins(u)
+            y_idx = self.forward(x)
+            first, last = start // n, (stop - 1) // n
+            for i in range(first, last + 1):
+                a = max(start, i * n) - start
+                b = min(stop, (i + 1) * n) - start
+                est.update_single(i, x_idx[a:b], y_idx[a:b])
+            start = stop
+
+    def cells(
+        self,
+        est: Any,
+        cells: torch.Tensor,
+        m: int,
+        gen: torch.Generator,
+        g_in: list[int],
+        g_out: list[int],
+    ) -> None:
+        """``m`` points inside each cell of the inputs ``g_in`` -> ``est.update``.
+
+        Inputs in ``g_in`` are uniform inside their cell's bin; every other input is
+        uniform over the whole in_range (the intervention covers all inputs, and the
+        ones outside the group act as noise on ``Y_H``).
+        """
+        width = (self.hi - self.lo) / self.in_bins
+        per = max(1, self.chunk_rows // m)
+        gi = torch.as_tensor(g_in, device=self.device)
+        go = torch.as_tensor(g_out, device=self.device)
+        full_in = len(g_in) == self.n_in and g_in == list(range(self.n_in))
+        full_out = len(g_out) == self.n_out and g_out == list(range(self.n_out))
+        for c0 in range(0, cells.shape[0], per):
+            c = cells[c0 : c0 + per]
+            u = self.uniform((c.shape[0], m, self.n_in), gen)
+            if full_in:
+                x = self.lo + (c[:, None, :].to(self.dtype) + u) * width
+            else:
+                x = self.lo + u * (self.hi - self.lo)
+                x[:, :, gi] = self.lo + (c[:, None, :].to(self.dtype) + u[:, :, gi]) * width
+            y_idx = self.forward(x.reshape(-1, self.n_in)).reshape(c.shape[0], m, self.n_out)
+            if not full_out:
+                y_idx = y_idx[:, :, go]
+            est.update(c, y_idx)
+
+
+def _width(est: Any) -> float:
+    w = float(est.ci_high) - float(est.ci_low)
+    return w if math.isfinite(w) else math.inf
+
+
+def _next_size(n: int, width: float, tol: float) -> int:
+    """The next sample size: the one the current CI width predicts, at least doubled.
+
+    A CI width scales as ``n**-1/2`` (as ``n**-1`` near zero information, where this
+    over-predicts, which only costs time); aiming 20 % past the prediction and growing
+    by 2x..16x per round keeps the number of (costly) ``compute()`` calls small.
+    """
+    if not math.isfinite(width):
+        return 2 * n
+    want = math.ceil(n * 1.2 * (width / tol) ** 2)
+    return int(min(16 * n, max(2 * n, want)))
+
+
+def _grow(
+    add: Callable[[int], None],
+    compute: Callable[[], Any],
+    total_of: Callable[[Any], Any],
+    *,
+    fixed: int | None,
+    start: int,
+    cap: int,
+    tol: float,
+    label: str,
+    unit: str,
+    warns: list[str],
+) -> tuple[Any, int]:
+    """Add samples (growing geometrically) until the total's 95 % CI is narrower than ``tol``.
+
+    ``fixed``: add exactly that many and stop. Returns (result, samples used).
+    """
+    if fixed is not None:
+        add(fixed)
+        return compute(), fixed
+    n, target = 0, min(start, cap)
+    while True:
+        add(target - n)
+        n = target
+        res = compute()
+        width = _width(total_of(res))
+        if width < tol:
+            return res, n
+        if n >= cap:
+            warns.append(
+                f"{label}: the 95 % CI is still {width:.4g} bits wide after {n} {unit} "
+                f"(the max_samples cap); tol={tol} bits was not reached. Raise max_samples, "
+                "loosen tol, or use fewer bins."
+            )
+            return res, n
+        target = min(_next_size(n, width, tol), cap)
+
+
+def _estimate_parts(est: Any) -> tuple[float, tuple[float, float], list[str]]:
+    return (
+        float(est.value),
+        (float(est.ci_low), float(est.ci_high)),
+        list(getattr(est, "warnings", []) or []),
+    )
+
+
+def _exact_range_warning(lyr: Layer, dense: DenseForm, single: bool) -> str | None:
+    """Warn when the exact engine clips part of an output's distribution at out_range."""
+    lo, hi = lyr.in_range
+    w, b = dense.weight, dense.bias
+    if single:  # z = b_j + w_ji x_i, every other input at 0
+        z_lo = np.minimum(w * lo, w * hi) + b[:, None]
+        z_hi = np.maximum(w * lo, w * hi) + b[:, None]
+    else:
+        z_lo = np.minimum(w * lo, w * hi).sum(axis=1) + b
+        z_hi = np.maximum(w * lo, w * hi).sum(axis=1) + b
+    y_lo = dense.activation.apply_numpy(z_lo)
+    y_hi = dense.activation.apply_numpy(z_hi)
+    o_lo, o_hi = lyr.out_range
+    eps = 1e-9 * max(1.0, abs(o_lo), abs(o_hi))
+    if (y_lo < o_lo - eps).any() or (y_hi > o_hi + eps).any():
+        what = "sensitivity" if single else "ei_parts"
+        return (
+            f"{what} (exact): outputs can reach [{float(y_lo.min()):.4g}, "
+            f"{float(y_hi.max()):.4g}], beyond out_range={lyr.out_range}; values outside "
+            "are clipped into the edge bins. Widen out_range to measure them."
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- measure
+
+
+def measure_layer(
+    layer: Any,
+    *,
+    in_range: Sequence[float] | None = None,
+    out_range: Sequence[float] | None = None,
+    bins: int = 8,
+    in_bins: int | None = None,
+    out_bins: int | None = None,
+    metrics: str | Iterable[str] | None = None,
+    method: str = "auto",
+    samples: int | None = None,
+    sensitivity_samples: int | None = None,
+    cells: int | str | None = None,
+    points_per_cell: int | None = None,
+    tol: float = 0.01,
+    max_samples: int | None = None,
+    seed: int = 0,
+    device: Any = None,
+    chunk_size: int | None = None,
+    groups: tuple[Sequence[int], Sequence[int]] | None = None,
+    name: str | None = None,
+    in_shape: Sequence[int] | None = None,
+    cell_limit: int = CELL_LIMIT,
+) -> LayerResult:
+    """Measure EI, EI_parts, sensitivity, degeneracy and integration of one layer (bits).
+
+    Parameters
+    ----------
+    layer
+        A :class:`~causal_widgets.engine.layer.Layer`, an ``nn.Module`` or a callable mapping a
+        tensor ``(N, *in_shape)`` to a tensor. ``Sequential(Linear, act)`` with a monotone
+        ``act`` (and ``Conv2d`` + act on exactly one receptive field) is *dense*: its
+        EI_parts and sensitivity are computed exactly.
+    in_range, out_range
+        ``(lo, hi)`` of every input (required for a module) / output. ``out_range``
+        defaults to the last activation's range (sigmoid (0, 1), tanh (-1, 1)), or the
+        exact interval bound of a dense layer with an unbounded activation; otherwise it
+        must be given. Sampled outputs outside it are clipped and reported in ``warnings``.
+    bins, in_bins, out_bins
+        Equal-width bins per neuron (``in_bins``/``out_bins`` default to ``bins``; >= 2).
+    metrics
+        Subset of ``ei, ei_parts, sensitivity, degeneracy, integration, nodes`` (default
+        all). A metric's inputs are computed too (degeneracy needs sensitivity and ei;
+        integration needs ei and ei_parts; nodes needs the whole-EI run).
+    method
+        ``"auto"``: exact EI_parts and sensitivity for dense layers, sampled otherwise;
+        ``"exact"``: require the exact engine (``ValueError`` if the layer is not dense with
+        a monotone activation); ``"sampled"``: always sample. Whole EI is always sampled.
+    samples
+        ``None``: grow the sample size (at least doubling) until each requested total's
+        95 % CI is narrower than ``tol`` (up to ``max_samples``). An int: exactly that
+        many interventions for sampled EI_parts.
+    sensitivity_samples
+        Interventions *per input* for sampled sensitivity (``None``: adaptive as above).
+    cells, points_per_cell
+        Whole EI: the number of sampled input cells (``"all"`` to enumerate them; default:
+        all when ``in_bins ** n_in <= cell_limit``, else adaptive) and points drawn inside
+        each (default: 64 for sampled cells; growing from 16 when all cells are
+        enumerated). Both fixed: one run, no adaptation.
+    tol, max_samples
+        Target CI width (bits) and cap on forward evaluations per metric (default 2**20).
+        Reaching the cap without meeting ``tol`` is a warning (with the numbers), not an
+        error: the result keeps its wider interval.
+    seed
+        Seeds one ``torch.Generator`` per metric; the global RNG is not used.
+    device, chunk_size
+        Where to sample (default: the module's device, or cuda when available for dense
+        layers) and how many rows per forward pass (default: a memory-based choice).
+    groups
+        ``(input_indices, output_indices)``: also estimate ``r.group_ei`` = I(X_G; Y_H)
+        under the full intervention (cell-conditional, inputs outside G as noise).
+    name, in_shape
+        The layer's name in tables; one sample's input shape (e.g. ``(C, k, k)`` for a
+        conv receptive field) when it cannot be inferred.
+
+    Returns
+    -------
+    LayerResult
+        ``nodes`` (when requested) has one row per neuron: ``side`` (``"input"`` /
+        ``"output"``), ``node`` (index), ``ei`` (I(X_i; Y) for inputs, I(X; Y_j) for
+        outputs), ``ei_parts`` / ``sensitivity`` (row / column sums of the matrices) and
+        ``ei_ci_low`` / ``ei_ci_high``.
+    """
+    requested, computed = _parse_metrics(metrics)
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is unknown: use one of {', '.join(METHODS)}.")
+    in_bins = check_bins(bins if in_bins is None else in_bins, "in_bins")
+    out_bins = check_bins(bins if out_bins is None else out_bins, "out_bins")
+    check_bins(bins, "bins")
+    if samples is not None:
+        samples = _check_int(samples, "samples")
+    if sensitivity_samples is not None:
+        sensitivity_samples = _check_int(sensitivity_samples, "sensitivity_samples")
+    if points_per_cell is not None:
+        points_per_cell = _check_int(points_per_cell, "points_per_cell", 2)
+    if cells is not None and cells != "all":
+        cells = _check_int(cells, "cells")
+    cap = MAX_SAMPLES if max_samples is None else _check_int(max_samples, "max_samples")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol > 0:
+        raise ValueError(f"tol={tol!r} must be a positive number of bits, e.g. tol=0.01.")
+    tol = float(tol)
+    seed = _check_int(seed, "seed", 0)
+    if chunk_size is not None:
+        chunk_size = _check_int(chunk_size, "chunk_size")
+    cell_limit = _check_int(cell_limit, "cell_limit")
+
+    fn = layer.fn if isinstance(layer, Layer) else layer
+    with _untouched(fn):
+        lyr = _resolve_layer(layer, in_range, out_range, name, in_shape)
+        return _measure(
+            lyr,
+            requested=requested,
+            computed=computed,
+            in_bins=in_bins,
+            out_bins=out_bins,
+            method=method,
+            samples=samples,
+            sensitivity_samples=sensitivity_samples,
+            cells=cells,
+            points_per_cell=points_per_cell,
+            tol=tol,
+            cap=cap,
+            seed=seed,
+            device=device,
+            chunk_size=chunk_size,
+            groups=groups,
+            cell_limit=cell_limit,
+        )
+
+
+def _measure(
+    lyr: Layer,
+    *,
+    requested: set[str],
+    computed: set[str],
+    in_bins: int,
+    out_bins: int,
+    method: str,
+    samples: int | None,
+    sensitivity_samples: int | None,
+    cells: int | str | None,
+    points_per_cell: int | None,
+    tol: float,
+    cap: int,
+    seed: int,
+    device: Any,
+    chunk_size: int | None,
+    groups: Any,
+    cell_limit: int,
+) -> LayerResult:
+    from causal_widgets import __version__
+
+    n_in, n_out = lyr.n_in, lyr.n_out
+    grp = _check_groups(groups, n_in, n_out)
+    dense = lyr.dense
+    if dense is not None and not dense.activation.monotone:
+        dense = None  # a hand-made Layer could carry a non-monotone DenseForm
+    if method == "exact" and dense is None:
+        act = lyr.dense.activation if lyr.dense is not None else lyr.activation
+        why = (
+            f"its activation ({act.kind}) is not monotone"
+            if act is not None and not act.monotone
+            else "it is not act(W x + b) (Linear, or Conv2d on one receptive field, plus "
+            "a monotone elementwise activation)"
+        )
+        raise ValueError(
+            f"method='exact' cannot measure layer {lyr.name!r}: {why}. "
+            "Use method='sampled' (or 'auto')."
+        )
+    use_exact = dense is not None and method in ("auto", "exact")
+    dev, dtype = _pick_device(lyr, device)
+    if chunk_size is None:
+        # rows per forward pass: bound the one-hot / index tensors the estimators build
+        width = n_in * in_bins + n_out * out_bins
+        budget = 2**27 if dev.type == "cuda" else 2**24
+        chunk_size = int(min(2**18 if dev.type == "cuda" else 2**16, max(256, budget // width)))
+
+    warns: list[str] = []
+    tally = _Tally()
+    sampler = _Sampler(lyr, in_bins, out_bins, dev, dtype, chunk_size, tally)
+    res = LayerResult(name=lyr.name, n_in=n_in, n_out=n_out)
+
+    # ---- pairwise metrics: EI_parts (all inputs intervened) and sensitivity (one at a time)
+    for metric in ("ei_parts", "sensitivity"):
+        if metric not in computed:
+            continue
+        single = metric == "sensitivity"
+        if use_exact:
+            from causal_widgets.engine.exact import exact_pair_mi
+
+            mat = np.asarray(
+                exact_pair_mi(
+                    dense,
+                    lyr.in_range,
+                    in_bins,
+                    lyr.out_range,
+                    out_bins,
+                    intervention="single" if single else "all",
+                ),
+                dtype=np.float64,
+            )
+            total = float(mat.sum())
+            ci = (total, total)
+            mat_ci = (mat.copy(), mat.copy())
+            res.method[metric], res.samples[metric] = "exact", 0
+            w = _exact_range_warning(lyr, dense, single)
+            if w:
+                warns.append(w)
+        else:
+            from causal_widgets.engine.estimators import PairwiseMI
+
+            est = PairwiseMI(n_in, n_out, in_bins, out_bins, device=dev)
+            gen = _stage_generator(seed, metric, dev)
+            if single:
+
+                def add(k: int, est: Any = est, gen: torch.Generator = gen) -> None:
+                    sampler.single(est, k, gen)
+
+                fixed, start = sensitivity_samples, _START_SENS
+                unit_cap = max(start, cap // n_in)
+                unit = "interventions per input"
+            else:
+
+                def add(k: int, est: Any = est, gen: torch.Generator = gen) -> None:
+                    sampler.pairs(est, k, gen)
+
+                fixed, start, unit_cap, unit = samples, _START_PAIRS, cap, "interventions"
+            pres, n_used = _grow(
+                add,
+                est.compute,
+                lambda r: r.total,
+                fixed=fixed,
+                start=start,
+                cap=unit_cap,
+                tol=tol,
+                label=f"{metric} (sampled)",
+                unit=unit,
+                warns=warns,
+            )
+            mat = np.asarray(pres.matrix, dtype=np.float64)
+            total, ci, w2 = _estimate_parts(pres.total)
+            mat_ci = (
+                np.asarray(pres.matrix_ci_low, dtype=np.float64),
+                np.asarray(pres.matrix_ci_high, dtype=np.float64),
+            )
+            warns.extend(f"{metric}: {w}" for w in list(getattr(pres, "warnings", [])) + w2)
+            res.method[metric], res.samples[metric] = "sampled", int(n_used)
+        setattr(res, metric, total)
+        setattr(res, f"{metric}_matrix", mat)
+        res.ci[metric] = ci
+        res.matrix_ci[metric] = mat_ci
+
+    # ---- whole EI (and node-level I(X_i; Y), I(X; Y_j)) with the cell-conditional estimator
+    whole = None
+    whole_info: dict[str, Any] = {}
+    if "ei" in computed:
+        whole, whole_info = _whole_ei(
+            sampler, list(range(n_in)), list(range(n_out)), "ei", seed, cells,
+            points_per_cell, tol, cap, cell_limit, warns, with_inputs="nodes" in requested,
+            with_outputs="nodes" in requested,
+        )  # fmt: skip
+        res.ei, res.ci["ei"], w3 = _estimate_parts(whole.ei)
+        a = whole_info["bias_allowance"]
+        res.ci["ei"] = (res.ci["ei"][0] - max(a, 0.0), res.ci["ei"][1] + max(-a, 0.0))
+        warns.extend(f"ei: {w}" for w in list(getattr(whole, "warnings", [])) + w3)
+        res.method["ei"], res.samples["ei"] = "sampled", whole_info["samples"]
+    if grp is not None:
+        gres, ginfo = _whole_ei(
+            sampler, grp[0], grp[1], "group_ei", seed, cells, points_per_cell, tol, cap,
+            cell_limit, warns,
+        )  # fmt: skip
+        res.group_ei, res.ci["group_ei"], w4 = _estimate_parts(gres.ei)
+        lo_g, hi_g = res.ci["group_ei"]
+        a = ginfo["bias_allowance"]
+        res.ci["group_ei"] = (lo_g - max(a, 0.0), hi_g + max(-a, 0.0))
+        warns.extend(f"group_ei: {w}" for w in list(getattr(gres, "warnings", [])) + w4)
+        res.method["group_ei"], res.samples["group_ei"] = "sampled", ginfo["samples"]
+        whole_info["group"] = {"inputs": grp[0], "outputs": grp[1], **ginfo}
+
+    # ---- derived metrics: interval arithmetic on independent streams (see module doc)
+    def diff(name: str, a: str, b: str) -> None:
+        va, vb = getattr(res, a), getattr(res, b)
+        (alo, ahi), (blo, bhi) = res.ci[a], res.ci[b]
+        setattr(res, name, va - vb)
+        res.ci[name] = (alo - bhi, ahi - blo)
+        res.method[name] = "derived"
+        res.samples[name] = max(res.samples[a], res.samples[b])
+
+    if res.ei is not None and res.sensitivity is not None:
+        diff("degeneracy", "sensitivity", "ei")
+    if res.ei is not None and res.ei_parts is not None:
+        diff("integration", "ei", "ei_parts")
+    if res.ei is None and res.ei_parts is not None and res.sensitivity is not None:
+        diff("degeneracy_parts", "sensitivity", "ei_parts")
+
+    if "nodes" in requested:
+        res.nodes = _nodes_frame(res, whole, n_in, n_out)
+
+    if tally.outside:
+        frac = tally.outside / max(tally.total, 1)
+        warns.append(
+            f"{frac:.3%} of sampled output values ({tally.outside} of {tally.total}) fell "
+            f"outside out_range={lyr.out_range} and were clipped into the edge bins; widen "
+            "out_range to measure them."
+        )
+    res.warnings = list(dict.fromkeys(warns))  # results repeat some in their Estimates
+    res.settings = {
+        "layer": lyr.name,
+        "method": dict(res.method),
+        "samples": dict(res.samples),
+        "requested_method": method,
+        "metrics": sorted(requested),
+        "in_bins": in_bins,
+        "out_bins": out_bins,
+        "in_range": tuple(float(v) for v in lyr.in_range),
+        "out_range": tuple(float(v) for v in lyr.out_range),
+        "seed": seed,
+        "tol": tol,
+        "max_samples": cap,
+        "device": str(dev),
+        "chunk_size": chunk_size,
+        "in_shape": tuple(lyr.in_shape),
+        "out_shape": tuple(lyr.out_shape),
+        "whole_ei": whole_info,
+        "version": __version__,
+    }
+    return res
+
+
+def _whole_ei(
+    sampler: _Sampler,
+    g_in: list[int],
+    g_out: list[int],
+    stage: str,
+    seed: int,
+    cells: int | str | None,
+    points_per_cell: int | None,
+    tol: float,
+    cap: int,
+    cell_limit: int,
+    warns: list[str],
+    with_inputs: bool = False,
+    with_outputs: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Cell-conditional I(X_G; Y_H): all cells with doubling points per cell, or sampled
+    cells (doubling their number) with a fixed number of points per cell."""
+    from causal_widgets.engine.estimators import WholeEI
+
+    in_bins, out_bins = sampler.in_bins, sampler.out_bins
+    dev = sampler.device
+    g = len(g_in)
+    n_all = in_bins**g
+    gen = _stage_generator(seed, stage, dev)
+    exhaustive = cells == "all" or (cells is None and n_all <= cell_limit)
+    if exhaustive and n_all > 2**17:  # WholeEI keeps per-cell tables for at most ~2**18
+        raise ValueError(
+            f"cells='all' would enumerate {in_bins}**{g} = {n_all} cells: too many; pass "
+            "cells=<number of sampled cells> or leave cells=None."
+        )
+    label = f"{stage} (sampled, {'all' if exhaustive else 'random'} cells)"
+    planned = cap
+    if points_per_cell is not None and (exhaustive or isinstance(cells, int)):
+        planned = min(cap, (n_all if exhaustive else int(cells)) * points_per_cell)
+    if with_inputs and g * planned > _INPUT_NODE_ENTRIES:
+        # the worst case (every output tuple distinct) is far beyond memory: see above
+        with_inputs = False
+        warns.append(
+            f"nodes: I(X_i; Y) of the {g} inputs was skipped (its table could reach "
+            f"{g} x {planned} entries); the input rows' ei is NaN. Pass a smaller "
+            "max_samples (or fixed cells and points_per_cell) to get it."
+        )
+
+    def new_est() -> Any:
+        # node terms only when asked for: they cost as much again as EI itself
+        return WholeEI(
+            g, len(g_out), in_bins, out_bins, device=dev, exhaustive=exhaustive,
+            input_nodes=with_inputs, output_nodes=with_outputs,
+            max_input_entries=_INPUT_NODE_LIVE_ENTRIES,
+        )  # fmt: skip
+
+    def finish(wres: Any, info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """Add the half-points bias diagnostic (``WholeResult.ei_half_points``: the same
+        cells' H(Y | cell) from the first half of their points) to ``info``."""
+        info["bias_allowance"] = 0.0
+        if est.input_nodes_dropped:
+            warns.append(
+                f"nodes: I(X_i; Y) of the {g} inputs was dropped while measuring: its table "
+                f"passed {_INPUT_NODE_LIVE_ENTRIES} entries (distinct input-bin x output-tuple "
+                "pairs; several hundred bytes each at peak); the input rows' ei is NaN. Pass "
+                "a smaller max_samples (or fixed cells and points_per_cell) to get it."
+            )
+        half = float(wres.ei_half_points)
+        if info["points_per_cell"] < 2 * _MIN_HALF_PPC or not math.isfinite(half):
+            return wres, info
+        gap = half - float(wres.ei.value)
+        info["ei_half_points"], info["half_points_gap"] = half, gap
+        sd = _width(wres.ei) / 3.92
+        if abs(gap) > sd:
+            # significant: extend the interval towards the side the bias points to (EI
+            # falling with more points: biased high, extend down; rising: extend up)
+            info["bias_allowance"] = gap
+            warns.append(
+                f"{label}: EI from half the points per cell is {abs(gap):.3g} bits "
+                f"{'higher' if gap > 0 else 'lower'} ({half:.4f} vs "
+                f"{float(wres.ei.value):.4f} with {info['points_per_cell']} points per cell): "
+                "the finite-points bias is not negligible; the interval was extended "
+                f"{'down' if gap > 0 else 'up'} by that gap (the bias may be larger). Raise "
+                "points_per_cell for a less biased value."
+            )
+        return wres, info
+
+    if exhaustive:
+        powers = in_bins ** torch.arange(g, device=dev)
+        all_cells = (torch.arange(n_all, device=dev)[:, None] // powers) % in_bins
+        est = new_est()
+        m_target = points_per_cell or _START_PPC
+        m = 0
+        while True:
+            # every cell gets the same number of new points; the estimator pools a cell's
+            # points across updates, so doubling M costs only the new points
+            sampler.cells(est, all_cells, m_target - m, gen, g_in, g_out)
+            m = m_target
+            wres = est.compute()
+            width = _width(wres.ei)
+            if points_per_cell is not None or width < tol:
+                break
+            if n_all * m * 2 > cap:
+                warns.append(
+                    f"{label}: the 95 % CI is still {width:.4g} bits wide with {m} points in "
+                    f"each of the {n_all} cells ({n_all * m} samples; max_samples={cap}); "
+                    f"tol={tol} bits was not reached. Raise max_samples or loosen tol."
+                )
+                break
+            # points per cell only grow: keep the total within the cap
+            m_target = max(2 * m, min(_next_size(m, width, tol), cap // n_all))
+        info = {"cells": "all", "n_cells": n_all, "points_per_cell": m, "samples": n_all * m}
+        return finish(wres, info)
+
+    m = points_per_cell or _DEFAULT_PPC
+    est = new_est()
+
+    def add(k: int) -> None:
+        for c0 in range(0, k, 2**16):
+            c = torch.randint(0, in_bins, (min(2**16, k - c0), g), generator=gen, device=dev)
+            sampler.cells(est, c, m, gen, g_in, g_out)
+
+    wres, n_cells = _grow(
+        add,
+        est.compute,
+        lambda r: r.ei,
+        fixed=cells if isinstance(cells, int) else None,
+        start=_START_CELLS,
+        cap=max(1, cap // m),
+        tol=tol,
+        label=label,
+        unit=f"cells of {m} points",
+        warns=warns,
+    )
+    info = {"cells": "sampled", "n_cells": n_cells, "points_per_cell": m, "samples": n_cells * m}
+    return finish(wres, info)
+
+
+def _nodes_frame(res: LayerResult, whole: Any, n_in: int, n_out: int) -> pd.DataFrame:
+    """One row per input and output neuron (see :func:`measure_layer`)."""
+    nan_in, nan_out = np.full(n_in, np.nan), np.full(n_out, np.nan)
+    e, s = res.ei_parts_matrix, res.sensitivity_matrix
+    parts_in = e.sum(axis=1) if e is not None else nan_in
+    parts_out = e.sum(axis=0) if e is not None else nan_out
+    sens_in = s.sum(axis=1) if s is not None else nan_in
+    sens_out = s.sum(axis=0) if s is not None else nan_out
+
+    def col(items: list[Any] | None, attr: str, n: int) -> np.ndarray:
+        if not items or len(items) != n:  # not computed (e.g. skipped for a wide layer)
+            return np.full(n, np.nan)
+        return np.array([float(getattr(it, attr)) for it in items], dtype=np.float64)
+
+    ins = getattr(whole, "input_nodes", None) if whole is not None else None
+    outs = getattr(whole, "output_nodes", None) if whole is not None else None
+    frame_in = pd.DataFrame(
+        {
+            "side": "input",
+            "node": np.arange(n_in),
+            "ei": col(ins, "value", n_in),
+            "ei_parts": parts_in,
+            "sensitivity": sens_in,
+            "ei_ci_low": col(ins, "ci_low", n_in),
+            "ei_ci_high": col(ins, "ci_high", n_in),
+        }
+    )
+    frame_out = pd.DataFrame(
+        {
+            "side": "output",
+            "node": np.arange(n_out),
+            "ei": col(outs, "value", n_out),
+            "ei_parts": parts_out,
+            "sensitivity": sens_out,
+            "ei_ci_low": col(outs, "ci_low", n_out),
+            "ei_ci_high": col(outs, "ci_high", n_out),
+        }
+    )
+    return pd.concat([frame_in, frame_out], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- shortcuts
+
+
+def _one(metric: str, layer: Any, kw: dict[str, Any]) -> float:
+    if "metrics" in kw:
+        raise TypeError(
+            f"{metric}() measures one metric: drop metrics=..., or call measure_layer()."
+        )
+    value = getattr(measure_layer(layer, metrics=[metric], **kw), metric)
+    return float(value)
+
+
+def ei(layer: Any, **kw: Any) -> float:
+    """Whole-layer EI = I(X; Y) in bits (keywords as :func:`measure_layer`)."""
+    return _one("ei", layer, kw)
+
+
+def ei_parts(layer: Any, **kw: Any) -> float:
+    """EI_parts = sum_ij I(X_i; Y_j) in bits (keywords as :func:`measure_layer`)."""
+    return _one("ei_parts", layer, kw)
+
+
+def sensitivity(layer: Any, **kw: Any) -> float:
+    """Sensitivity = sum_ij I(X_i; Y_j), one input intervened at a time, in bits."""
+    return _one("sensitivity", layer, kw)
+
+
+__all__ = [
+    "CELL_LIMIT",
+    "LayerResult",
+    "METRICS",
+    "ei",
+    "ei_parts",
+    "measure_layer",
+    "sensitivity",
+]

@@ -1,0 +1,1 @@
+"""Measuring while training: the monitor, the executors it runs work on, and the history it records."""

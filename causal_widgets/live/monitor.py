@@ -1,0 +1,954 @@
+"""Measure a network's layers in the background while it trains.
+
+:class:`Monitor` takes a cheap snapshot of the model's weights at the epochs you
+:meth:`~Monitor.record` and measures them on one daemon worker thread, so training never
+waits for the (much slower) information-theoretic measurements::
+
+    mon = Monitor(model, x_example, every=10, bins=8)
+    for epoch in range(n_epochs):
+        train_one_epoch(model)
+        mon.record(epoch, loss=loss.item())     # ~ a state_dict copy; returns at once
+    mon.wait()                                   # block until every snapshot is measured
+    mon.history.frame()                          # tidy results (bits), see store.History
+
+How it works
+------------
+* At construction the monitor deep-copies the model once (the *private* model, put in
+  ``eval()`` mode with gradients off, on ``device``). The model you pass is never
+  modified: not its weights, ``.grad``, train/eval mode, nor the global RNG state.
+* :meth:`record` stores the scalars for every epoch, and for every ``every``-th epoch
+  (``epoch % every == 0``) clones the model's ``state_dict`` tensors (``detach().clone()``
+  on the tensors' own device, so a GPU model is snapshotted GPU-to-GPU without a host
+  sync) and queues the snapshot. If the model's structure changed (a parameter's shape or
+  a module's type), the snapshot carries a fresh deep copy instead.
+* With ``drop_stale=True`` at most ``max_pending`` snapshots wait: when training outruns
+  the measurements, the *oldest waiting* snapshots are dropped (listed in
+  ``history.dropped()``); the one being measured is never dropped.
+* The worker loads each snapshot into the private model, finds its layers with
+  :func:`causal_widgets.network.graph.find_layers` (the layer list of the first snapshot is the
+  reference; a layer whose shape differs later is reported as an error naming the layer
+  and both shapes, and the other layers are still measured), then measures layer after
+  layer with :func:`causal_widgets.engine.layer_measure.measure_layer`, adding each result to the
+  :class:`~causal_widgets.live.store.History` as soon as it is done and calling ``on_update()``.
+  Any exception while measuring a layer (NaN weights, an unbounded output without
+  ``out_range``, ...) becomes ``history.add_error(epoch, layer, message)`` and the worker
+  carries on.
+
+Sharing the machine with training
+---------------------------------
+* GPU (``device`` is CUDA): the worker measures in its own ``torch.cuda.Stream``, which
+  waits (via a CUDA event recorded by :meth:`record`) for the snapshot copy on the
+  training stream; snapshot memory is marked as used by the worker stream
+  (``record_stream``) so the caching allocator cannot hand it back to training early.
+* CPU: ``torch.set_num_threads`` is process-global, so the monitor leaves it alone.
+  Instead, on Linux the worker thread lowers its own scheduling priority
+  (``nice`` increment, default 10; threads inherit it, including the OpenMP team the
+  worker's torch calls start). Under contention the kernel then gives the training thread
+  roughly 10x the CPU share of the measurement, while an idle machine (e.g. during
+  :meth:`wait`, or between epochs) still runs the measurement at full speed. No sleeps,
+  no duty cycle, nothing to tune. Pass ``nice=None`` to disable (or on other systems it
+  is a no-op).
+
+Where measurements start: pass ``in_range=(lo, hi)`` for the network input (the data's
+range); if it is omitted it is taken from ``example_input``'s min/max once, with a
+warning, and then used for every snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import os
+import threading
+import time
+import traceback
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from causal_widgets.live.store import History, _check_epoch, _jsonable
+
+#: seconds an idle worker sleeps between checks that its Monitor still exists
+_IDLE_POLL_S = 0.5
+# training counts as running while record() was called within this many seconds; only then
+# does the worker hold back to its duty cycle
+_ACTIVE_S = 2.0
+
+
+def _find_layers(model: nn.Module, example_input: Any, layers: Any, in_range: Any) -> list:
+    """graph.find_layers, imported on first use (graph pulls in torch.fx)."""
+    from causal_widgets.network.graph import find_layers
+
+    return find_layers(model, example_input, layers=layers, in_range=in_range)
+
+
+def _measure_layer(layer: Any, **kwargs: Any) -> Any:
+    """measure.measure_layer, imported on first use."""
+    from causal_widgets.engine.layer_measure import measure_layer
+
+    return measure_layer(layer, **kwargs)
+
+
+@dataclass
+class _Snapshot:
+    epoch: int
+    state: dict[str, torch.Tensor] | None = None
+    model: nn.Module | None = None  # set when the structure changed since the last snapshot
+    event: Any = None  # torch.cuda.Event recorded after the clone, or None
+    created: float = field(default_factory=time.monotonic)
+
+
+def _resolve_device(model: nn.Module, device: Any) -> torch.device:
+    if device is None:
+        first = next(itertools.chain(model.parameters(), model.buffers()), None)
+        return first.device if first is not None else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"device={device!r} is not a torch device: pass e.g. 'cpu', 'cuda' or 'cuda:1'."
+        ) from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} asks for CUDA but torch sees no GPU: pass device='cpu' "
+            "(or leave device=None to measure where the model lives)."
+        )
+    return dev
+
+
+def _to_device(x: Any, device: torch.device) -> Any:
+    """A detached copy of a tensor (or a tuple/list/dict of them) on ``device``."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device, copy=True)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to_device(v, device) for v in x)
+    if isinstance(x, Mapping):
+        return {k: _to_device(v, device) for k, v in x.items()}
+    return copy.deepcopy(x)
+
+
+def _private_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    """A deep copy of ``model`` on ``device``, in eval mode, without grads."""
+    try:
+        with torch.no_grad():
+            twin = copy.deepcopy(model)
+    except Exception as err:  # noqa: BLE001 - re-raised with the fix named
+        raise TypeError(
+            f"could not copy the model ({type(model).__name__}) for background measurement: "
+            f"{type(err).__name__}: {err}. The monitor measures a private deep copy so "
+            "training is never disturbed; make the model deep-copyable (copy.deepcopy)."
+        ) from err
+    for p in twin.parameters():
+        p.grad = None
+    return twin.to(device).eval().requires_grad_(False)
+
+
+def _warm_trace(model: nn.Module) -> None:
+    """Trace the private copy with torch.fx now, on the caller's thread.
+
+    Tracing patches ``nn.Module.__call__`` process-wide while it runs; done in the worker
+    it could break the training loop's forward passes. graph caches the trace, so the
+    worker never traces this model again. Models fx cannot trace fall back to forward hooks
+    on the private copy, which touch nothing global.
+    """
+    from causal_widgets.network.graph import traced
+
+    try:
+        traced(model)
+    except Exception:  # noqa: BLE001 - untraceable models use the hook fallback later
+        pass
+
+
+def _signature(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple:
+    """What must match for a snapshot to load into the private model: shapes and module types."""
+    return (
+        tuple(
+            (k, tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else (k, type(v))
+            for k, v in state.items()
+        ),
+        tuple((name, type(m)) for name, m in model.named_modules()),
+    )
+
+
+def _data_range(x: Any) -> tuple[float, float] | None:
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() == 0:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    return (lo, hi) if lo < hi else None
+
+
+def _describe(layer: Any) -> dict[str, Any]:
+    """The dict History.set_layers stores for one measured layer."""
+    extra = getattr(layer, "extra", None) or {}
+    kind = extra.get("kind")
+    if kind is None:
+        act = getattr(layer, "activation", None)
+        act_kind = getattr(act, "kind", None)
+        base = "dense" if getattr(layer, "dense", None) is not None else "sampled"
+        kind = f"{base}-{act_kind}" if act_kind else base
+    return {
+        "name": str(layer.name),
+        "n_in": int(layer.n_in),
+        "n_out": int(layer.n_out),
+        "kind": str(kind),
+        "in_shape": [int(s) for s in layer.in_shape],
+        "out_shape": [int(s) for s in layer.out_shape],
+        "in_range": None if layer.in_range is None else [float(v) for v in layer.in_range],
+        "out_range": None if layer.out_range is None else [float(v) for v in layer.out_range],
+    }
+
+
+def _shape_change(old: Mapping[str, Any], new: Any) -> str | None:
+    """``None`` if ``new`` (a Layer) has the shapes of ``old`` (its description), else a
+    message naming the layer and both shapes."""
+    o = (tuple(old["in_shape"]), tuple(old["out_shape"]))
+    n = (tuple(new.in_shape), tuple(new.out_shape))
+    if o == n:
+        return None
+    return (
+        f"layer {old['name']!r} changed shape since the first measurement: it was "
+        f"{o[0]} -> {o[1]} (n_in={old['n_in']}, n_out={old['n_out']}) and is now "
+        f"{n[0]} -> {n[1]} (n_in={new.n_in}, n_out={new.n_out}); it is not measured. Start "
+        "a new Monitor (or dashboard) for the changed model."
+    )
+
+
+class _NothingToMeasure(Exception):
+    """find_layers failed on the first snapshot: there is no reference to fall back on."""
+
+
+def plan_snapshot(
+    model: nn.Module,
+    example: Any,
+    layers_arg: Any,
+    in_range: Any,
+    reference: list[dict[str, Any]] | None,
+) -> tuple[list[dict[str, Any]] | None, list[tuple[str, Any, str | None]]]:
+    """Which layers of ``model`` (weights loaded) to measure, checked against ``reference``.
+
+    Returns ``(descriptions, plan)``: ``descriptions`` (for History.set_layers) only when
+    there is no reference yet (this is the first snapshot), and ``plan`` a list of
+    ``(name, layer, problem)``: a layer to measure, or ``layer=None`` and a message saying
+    why it cannot be (changed shape, gone, new, broken weights). Raises
+    :class:`_NothingToMeasure` when nothing can be measured and there is no reference.
+    """
+    try:
+        found = _find_layers(model, example, layers_arg, in_range)
+    except Exception as err:  # noqa: BLE001
+        if reference is None:
+            raise _NothingToMeasure(f"{type(err).__name__}: {err}") from err
+        # e.g. NaN weights in one layer: look for the reference layers one at a time
+        # so the healthy ones are still measured and the broken one is named
+        out = []
+        for ref in reference:
+            try:
+                one = _find_layers(model, example, [ref["name"]], in_range)
+                out.append((ref["name"], one[0], _shape_change(ref, one[0])))
+            except Exception as err1:  # noqa: BLE001
+                out.append((ref["name"], None, f"{type(err1).__name__}: {err1}"))
+        return None, out
+    if reference is None:
+        return [_describe(layer) for layer in found], [(lay.name, lay, None) for lay in found]
+    by_name = {layer.name: layer for layer in found}
+    out = []
+    for ref in reference:
+        new = by_name.pop(ref["name"], None)
+        if new is None:
+            out.append((ref["name"], None, (
+                f"layer {ref['name']!r} is no longer in the model (it had n_in={ref['n_in']}, "
+                f"n_out={ref['n_out']}); start a new Monitor for the changed model."
+            )))
+        else:
+            out.append((ref["name"], new, _shape_change(ref, new)))
+    for name, new in by_name.items():
+        out.append((name, None, (
+            f"layer {name!r} (n_in={new.n_in}, n_out={new.n_out}) appeared after the "
+            "first measurement and is not measured; start a new Monitor for the "
+            "changed model."
+        )))
+    return None, out
+
+
+def _auto_device(device: Any) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def measure_snapshot_task(
+    template: nn.Module,
+    state: Mapping[str, Any] | None,
+    example: Any,
+    layers_arg: Any,
+    in_range: Any,
+    reference: list[dict[str, Any]] | None,
+    measure_kwargs: Mapping[str, Any],
+    measure_fn: Callable[..., Any] | None = None,
+    device: Any = "auto",
+) -> dict[str, Any]:
+    """Measure one weight snapshot, wherever an executor runs it (a Ray task, a process).
+
+    Loads ``state`` into a copy of ``template`` on ``device`` (``"auto"``: CUDA when this
+    worker sees a GPU), plans with :func:`plan_snapshot` and measures every layer. Returns
+    ``{"layers": descriptions or None, "entries": [(name, LayerResult | None, error | None)],
+    "error": None or a message when nothing could be measured, "device": str, "pid": int}``.
+    Exceptions while measuring one layer become that layer's error; the task itself only
+    raises when it cannot start.
+    """
+    dev = _auto_device(device)
+    out: dict[str, Any] = {"layers": None, "entries": [], "error": None, "device": str(dev),
+                           "pid": os.getpid()}
+    with torch.no_grad():
+        model = copy.deepcopy(template).to(dev).eval().requires_grad_(False)
+        if state is not None:
+            model.load_state_dict(state)
+        example = _to_device(example, dev)
+        try:
+            descs, plan = plan_snapshot(model, example, layers_arg, in_range, reference)
+        except _NothingToMeasure as err:
+            out["error"] = str(err)
+            return out
+        out["layers"] = descs
+        kwargs = dict(measure_kwargs)
+        kwargs.setdefault("device", dev)
+        fn = measure_fn or _measure_layer
+        for name, layer, problem in plan:
+            if problem is not None:
+                out["entries"].append((name, None, problem))
+                continue
+            try:
+                out["entries"].append((name, fn(layer, **kwargs), None))
+            except Exception as err:  # noqa: BLE001 - reported, the rest is measured
+                out["entries"].append((name, None, f"{type(err).__name__}: {err}"))
+    return out
+
+
+def _set_thread_nice(increment: int | None) -> None:
+    """Lower the calling thread's CPU priority (Linux: nice is per thread; no-op elsewhere)."""
+    if not increment:
+        return
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + int(increment)))
+    except (AttributeError, OSError):
+        pass  # not Linux, or not permitted: measure at normal priority
+
+
+class Monitor:
+    """Measure ``model``'s layers in a background thread at the epochs you record.
+
+    Parameters
+    ----------
+    model:
+        the network being trained (never modified).
+    example_input:
+        one batch the model accepts; used to find the layers (and, without ``in_range``,
+        the input range: its min/max).
+    layers:
+        which layers to measure (module paths / spans, as for
+        :func:`causal_widgets.network.graph.find_layers`); default: every measurable layer.
+    every:
+        measure when ``epoch % every == 0``; every recorded epoch's scalars are kept.
+    drop_stale, max_pending:
+        keep at most ``max_pending`` snapshots waiting; drop the oldest beyond that.
+        With ``drop_stale=False`` nothing is dropped (memory grows with the backlog).
+    device:
+        where to measure (default: where the model's parameters are).
+    on_update:
+        called with no arguments whenever something new is in the history or the status
+        changed: from the worker thread (results, errors) or from :meth:`record`
+        (queued/dropped). Keep it quick; exceptions in it are reported once as a
+        warning and otherwise ignored.
+    history:
+        a :class:`History` to append to (e.g. ``History.load(path)`` when resuming).
+    autosave:
+        a directory: the history is saved there (atomically) after every snapshot.
+    nice:
+        CPU priority increment of the worker thread (see the module docstring).
+    duty:
+        while training is recording (a ``record()`` in the last 2 s), the worker is busy at
+        most this fraction of the time: after a layer that took ``t`` seconds it pauses
+        ``t (1 / duty - 1)``. Why: the estimators run partly in Python and hold the GIL,
+        which the training loop's many small torch calls must win back at every call; a
+        lower priority (``nice``) does not help with that. Measured on 2 cores, Iris
+        4-5-5-3 trained ~50 % slower with ``duty=1.0`` (see docs/benchmarks.md);
+        ``duty=1.0`` measures as fast as possible, lower values keep training faster and
+        the plane a little staler. Once training stops recording, or while someone is in
+        :meth:`wait`, measuring runs at full speed.
+    executor:
+        where snapshots are measured. ``None`` or ``"thread"`` (default): the monitor's
+        own worker thread in this process, layer by layer. ``"process"``: one local
+        worker process (no GIL shared with training). ``"ray"`` or a
+        :class:`~causal_widgets.live.executors.RayExecutor`: Ray tasks on a cluster's GPUs /
+        CPUs. With an executor, each snapshot is one task (the model's structure is
+        shipped once, then only its weights); up to ``executor.workers`` snapshots are
+        measured at once, and results stream in snapshot by snapshot. ``nice`` and
+        ``duty`` apply to the thread worker only. A lost task (worker killed) becomes an
+        error entry for its epoch; the monitor carries on.
+    measure_fn:
+        replaces :func:`causal_widgets.engine.layer_measure.measure_layer` (signature
+        ``measure_fn(layer, **measure_kwargs) -> LayerResult``), e.g. for custom metrics.
+    **measure_kwargs:
+        passed to ``measure_layer`` for every layer (``bins``, ``method``, ``samples``,
+        ``seed``, ...); ``in_range`` is the network input's range.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: Any,
+        *,
+        layers: Sequence[Any] | None = None,
+        every: int = 1,
+        drop_stale: bool = True,
+        max_pending: int = 2,
+        device: Any = None,
+        on_update: Callable[[], Any] | None = None,
+        history: History | None = None,
+        autosave: str | os.PathLike | None = None,
+        nice: int | None = 10,
+        duty: float = 0.2,
+        executor: Any = None,
+        measure_fn: Callable[..., Any] | None = None,
+        **measure_kwargs: Any,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"model must be a torch.nn.Module; got {type(model).__name__}. Pass the "
+                "network you train."
+            )
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an int >= 1 (measure every k-th epoch); got "
+                             f"{every!r}.")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(
+                f"max_pending must be an int >= 1 (snapshots allowed to wait); got "
+                f"{max_pending!r}."
+            )
+        if isinstance(duty, bool) or not isinstance(duty, (int, float)) or not 0 < duty <= 1:
+            raise ValueError(
+                f"duty must be a fraction in (0, 1] (the share of time the worker may be busy "
+                f"while training records); got {duty!r}."
+            )
+        if on_update is not None and not callable(on_update):
+            raise TypeError(f"on_update must be callable with no arguments; got {on_update!r}.")
+        if history is not None and not isinstance(history, History):
+            raise TypeError(
+                f"history must be a causal_widgets.live.store.History; got {type(history).__name__}."
+            )
+        if "device" in measure_kwargs:  # pragma: no cover - caught by the signature
+            raise TypeError("device is given once, as Monitor(device=...).")
+
+        self._executor, self._owns_executor = _monitor_executor(executor)
+        self.every = every
+        self.drop_stale = bool(drop_stale)
+        self.max_pending = max_pending
+        self.on_update = on_update
+        # with an executor the work happens elsewhere: keep the private copy on the CPU
+        # (it is the template shipped to the workers) and let them pick their device
+        self._remote_device = (None if self._executor is None
+                               else ("auto" if device is None else str(device)))
+        self.device = (_resolve_device(model, device) if self._executor is None
+                       else torch.device("cpu"))
+        self._layers_arg = list(layers) if layers is not None else None
+        self._measure_fn = measure_fn
+        self._autosave = None if autosave is None else Path(autosave)
+        self._nice = nice
+        self.duty = float(duty)
+        self._last_record = float("-inf")
+        self._waiting = 0  # callers blocked in wait(): no duty cycle meanwhile
+
+        in_range = measure_kwargs.pop("in_range", None)
+        if in_range is None:
+            in_range = _data_range(example_input)
+            if in_range is not None:
+                # decided once here (main thread, visible) so snapshots agree and the
+                # worker does not warn at every epoch
+                warnings.warn(
+                    f"in_range not given: using example_input's range {in_range}; pass "
+                    "in_range=(lo, hi) (the range of your data) to set it.",
+                    stacklevel=2,
+                )
+        self.in_range = in_range
+        self.measure_kwargs = dict(measure_kwargs)
+
+        self._source = model
+        self._model = _private_copy(model, self.device)
+        _warm_trace(self._model)
+        self._example = _to_device(example_input, self.device)
+        if self.device.type == "cuda":
+            # the copies above ran on this thread's stream; the worker uses its own
+            torch.cuda.current_stream(self.device).synchronize()
+        self._last_signature = _signature(model, model.state_dict())
+
+        self.history = history if history is not None else History()
+        self.history.settings.update(
+            _jsonable(
+                {
+                    "every": every,
+                    "drop_stale": self.drop_stale,
+                    "max_pending": max_pending,
+                    "device": str(self.device) if self._executor is None
+                    else self._remote_device,
+                    "executor": "thread" if self._executor is None
+                    else self._executor.describe(),
+                    "layers": self._layers_arg,
+                    "in_range": in_range,
+                    **self.measure_kwargs,
+                }
+            )
+        )
+
+        self._reference: list[dict[str, Any]] | None = None  # first snapshot's layers
+        self._queue: deque[_Snapshot] = deque()
+        self._cond = threading.Condition()
+        self._active: set[int] = set()  # epochs being measured
+        self._template_ref: Any = None  # the model structure as shipped to an executor
+        self._stop = False
+        self._n_done = 0
+        self._n_measured = 0
+        self._callback_warned = False
+        self._stream = (
+            torch.cuda.Stream(device=self.device) if self.device.type == "cuda" else None
+        )
+        # the worker holds only a weak reference while idle, so an abandoned Monitor is
+        # garbage-collected and its thread ends instead of leaking with a model copy
+        self._thread = threading.Thread(
+            target=_worker_main if self._executor is None else _dispatch_main,
+            args=(weakref.ref(self), self._cond, nice),
+            name=f"causal_widgets-monitor-{id(self):x}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------ training side
+    def record(self, epoch: int, **scalars: Any) -> None:
+        """Store ``scalars`` for ``epoch``; on every ``every``-th epoch queue a weight snapshot.
+
+        Cheap: one clone of each ``state_dict`` tensor (on its own device) and a queue
+        append. Scalars may be floats, numpy scalars or one-element tensors.
+        """
+        epoch = _check_epoch(epoch)
+        if self._stop:
+            raise RuntimeError("this Monitor is closed: create a new one to keep measuring.")
+        self.history.add_scalars(epoch, **scalars)
+        self._last_record = time.monotonic()
+        if epoch % self.every != 0:
+            self._notify()
+            return
+        snap = _Snapshot(epoch)
+        with torch.no_grad():
+            state = self._source.state_dict()
+            sig = _signature(self._source, state)
+            if sig != self._last_signature:
+                # the structure changed: the private model cannot load this state, so
+                # ship a fresh copy (rare; costs a deepcopy once)
+                snap.model = _private_copy(self._source, self.device)
+                _warm_trace(snap.model)
+                self._last_signature = sig
+            else:
+                # non-tensor entries are modules' extra state (get_extra_state)
+                snap.state = {
+                    k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+                    for k, v in state.items()
+                }
+            # the copies were queued on this thread's CUDA stream: the worker's stream
+            # waits for this event before reading them
+            cuda = [v for v in state.values() if isinstance(v, torch.Tensor) and v.is_cuda] + (
+                [p for p in snap.model.parameters() if p.is_cuda] if snap.model else []
+            )
+            if cuda:
+                snap.event = torch.cuda.Event()
+                snap.event.record(torch.cuda.current_stream(cuda[0].device))
+        dropped = []
+        with self._cond:
+            self._queue.append(snap)
+            while self.drop_stale and len(self._queue) > self.max_pending:
+                old = self._queue.popleft()
+                if old.model is not None and self._queue[0].model is None:
+                    # the dropped snapshot carried the new structure; the next one needs it
+                    self._queue[0].model = old.model
+                dropped.append(old.epoch)
+            self._cond.notify_all()
+        for e in dropped:
+            self.history.add_dropped(e)
+        self._notify()
+
+    # ------------------------------------------------------------------ control
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until no snapshot is queued or being measured.
+
+        Raises ``TimeoutError`` (with what is still pending) after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        # nobody trains while the caller waits: the worker may run at full speed
+        with self._cond:
+            self._waiting += 1
+        try:
+            self._wait_locked(deadline, timeout)
+        finally:
+            with self._cond:
+                self._waiting -= 1
+
+    def _wait_locked(self, deadline: float | None, timeout: float | None) -> None:
+        with self._cond:
+            while self._queue or self._active:
+                if not self._thread.is_alive():
+                    raise RuntimeError(
+                        "the monitor's worker thread is not running (closed?): "
+                        f"{len(self._queue)} snapshots will not be measured."
+                    )
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"measurements still pending after {timeout} s: "
+                        f"{len(self._queue)} queued, epochs {sorted(self._active)} running. "
+                        "Call wait() again, or with a longer timeout."
+                    )
+                self._cond.wait(_IDLE_POLL_S if remaining is None else min(remaining,
+                                                                            _IDLE_POLL_S))
+
+    def close(self, *, wait: bool = False, timeout: float | None = None) -> None:
+        """Stop the worker. Queued snapshots are discarded (``wait=True`` measures them first);
+        a layer being measured is finished, the rest of its snapshot is skipped."""
+        if wait and not self._stop:
+            self.wait(timeout)
+        with self._cond:
+            self._stop = True
+            self._queue.clear()
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        if self._owns_executor and self._executor is not None:
+            self._executor.shutdown(wait=False, cancel=True)
+        self._notify()
+
+    @property
+    def closed(self) -> bool:
+        return self._stop
+
+    def status(self) -> dict[str, Any]:
+        """``queued, running, done, dropped, errors`` counts (+ ``running_epoch``, ``measured``).
+
+        ``done``: snapshots finished; ``measured``: layer results added; ``running``:
+        how many snapshots are being measured (the oldest one's epoch in ``running_epoch``).
+        """
+        with self._cond:
+            queued = len(self._queue)
+            active = sorted(self._active)
+            done = self._n_done
+            measured = self._n_measured
+        return {
+            "queued": queued,
+            "running": len(active),
+            "running_epoch": active[0] if active else None,
+            "done": done,
+            "measured": measured,
+            "dropped": len(self.history.dropped()),
+            "errors": len(self.history.errors()),
+            "closed": self._stop,
+        }
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the measured layers (empty until the first snapshot was analysed)."""
+        return [d["name"] for d in self.history.layers()]
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        s = self.status()
+        return (
+            f"Monitor(every={self.every}, device={self.device}, queued={s['queued']}, "
+            f"running={s['running']}, done={s['done']}, dropped={s['dropped']}, "
+            f"errors={s['errors']})"
+        )
+
+    # ------------------------------------------------------------------ worker side
+    def _notify(self) -> None:
+        cb = self.on_update
+        if cb is None:
+            return
+        try:
+            cb()
+        except Exception as err:  # noqa: BLE001 - a display callback must not stop measuring
+            if not self._callback_warned:
+                self._callback_warned = True
+                warnings.warn(
+                    f"Monitor on_update callback raised {type(err).__name__}: {err} "
+                    "(reported once; measurements continue).",
+                    stacklevel=2,
+                )
+
+    def _next(self) -> _Snapshot | None:
+        """Pop the next snapshot (marks it running); ``None`` if none is waiting."""
+        with self._cond:
+            if self._stop or not self._queue:
+                return None
+            snap = self._queue.popleft()
+            self._active.add(snap.epoch)
+            return snap
+
+    def _finish(self, epoch: int) -> None:
+        with self._cond:
+            self._active.discard(epoch)
+            self._n_done += 1
+            self._cond.notify_all()
+
+    def _process(self, snap: _Snapshot) -> None:
+        """Measure one snapshot; every failure becomes an error entry, nothing escapes."""
+        epoch = snap.epoch
+        try:
+            stream_ctx = (
+                torch.cuda.stream(self._stream) if self._stream is not None
+                else contextlib.nullcontext()
+            )
+            with stream_ctx, torch.no_grad():
+                self._load(snap)
+                layers = self._discover(epoch)
+                if layers is None:
+                    return
+                for name, layer, problem in layers:
+                    if self._stop:
+                        return
+                    if problem is not None:
+                        self.history.add_error(epoch, name, problem)
+                        self._notify()
+                        continue
+                    started = time.monotonic()
+                    try:
+                        result = self._measure(layer)
+                    except Exception as err:  # noqa: BLE001 - reported, the worker goes on
+                        self.history.add_error(epoch, name, f"{type(err).__name__}: {err}")
+                    else:
+                        self.history.add_result(epoch, name, result)
+                        with self._cond:
+                            self._n_measured += 1
+                    self._notify()
+                    self._hold_back(time.monotonic() - started)
+        except Exception as err:  # noqa: BLE001 - never let the worker die
+            self.history.add_error(
+                epoch, None, f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+            )
+        finally:
+            snap.state = None  # free the snapshot's memory now, not at the next one
+            self._save(epoch)
+
+    def _save(self, epoch: int) -> None:
+        if self._autosave is not None:
+            try:
+                self.history.save(self._autosave)
+            except Exception as err:  # noqa: BLE001
+                self.history.add_error(epoch, None, f"autosave to {self._autosave} "
+                                       f"failed: {type(err).__name__}: {err}")
+
+    def _load(self, snap: _Snapshot) -> None:
+        if snap.event is not None:
+            if self._stream is not None:
+                self._stream.wait_event(snap.event)
+            else:  # a GPU model measured on the CPU: the copy to the host needs the data
+                snap.event.synchronize()
+        if snap.model is not None:
+            self._model = snap.model
+            snap.model = None
+        if snap.state is not None:
+            if self._stream is not None:
+                for t in snap.state.values():
+                    if isinstance(t, torch.Tensor) and t.is_cuda:
+                        # the caching allocator must not recycle this memory for training
+                        # before the worker stream is done reading it
+                        t.record_stream(self._stream)
+            self._model.load_state_dict(snap.state)
+
+    def _discover(self, epoch: int) -> list[tuple[str, Any, str | None]] | None:
+        """``(name, layer, problem)`` per layer to measure, or ``None`` if nothing can be."""
+        try:
+            descs, plan = plan_snapshot(self._model, self._example, self._layers_arg,
+                                        self.in_range, self._reference)
+        except _NothingToMeasure as err:
+            self.history.add_error(epoch, None, str(err))
+            self._notify()
+            return None
+        if descs is not None:
+            self._set_reference(descs)
+        return plan
+
+    def _set_reference(self, descs: list[dict[str, Any]]) -> None:
+        self._reference = list(descs)
+        self.history.set_layers(descs)
+        self._notify()
+
+    # ------------------------------------------------------------------ executor side
+    def _submit(self, snap: _Snapshot) -> Any:
+        """Ship one snapshot to the executor; returns its future."""
+        if snap.event is not None:
+            snap.event.synchronize()  # the clone on the training stream must be complete
+        if snap.model is not None:  # the structure changed: ship the new one
+            self._model = _private_copy(snap.model, torch.device("cpu"))
+            self._template_ref = None
+            snap.model = None
+        if self._template_ref is None:
+            put = getattr(self._executor, "put", None)
+            self._template_ref = put(self._model) if put is not None else self._model
+        state = None
+        if snap.state is not None:
+            state = {k: v.cpu() if isinstance(v, torch.Tensor) else v
+                     for k, v in snap.state.items()}
+            snap.state = None
+        return self._executor.submit(
+            measure_snapshot_task, self._template_ref, state, self._example,
+            self._layers_arg, self.in_range, self._reference, self.measure_kwargs,
+            self._measure_fn, self._remote_device,
+        )
+
+    def _collect(self, epoch: int, future: Any) -> None:
+        """Put one finished task's results (or why it failed) into the history."""
+        try:
+            out = future.result()
+        except Exception as err:  # noqa: BLE001 - a lost task is reported, not fatal
+            from causal_widgets.live.executors import WorkerLost, ray_lost
+
+            why = ("its worker died (killed or out of memory)"
+                   if isinstance(err, WorkerLost) or ray_lost(err) else "it raised")
+            self.history.add_error(
+                epoch, None, f"the measurement task for epoch {epoch} failed: {why}: "
+                f"{type(err).__name__}: {err}"
+            )
+            return
+        if out["error"] is not None:
+            self.history.add_error(epoch, None, out["error"])
+            return
+        if self._reference is None and out["layers"] is not None:
+            self._set_reference(out["layers"])
+        for name, result, problem in out["entries"]:
+            if problem is not None:
+                self.history.add_error(epoch, name, problem)
+            else:
+                self.history.add_result(epoch, name, result)
+                with self._cond:
+                    self._n_measured += 1
+        self._save(epoch)
+
+    def _hold_back(self, busy: float) -> None:
+        """Pause ``busy * (1/duty - 1)`` s while training is recording (see ``duty``)."""
+        if self.duty >= 1.0:
+            return
+        until = time.monotonic() + busy * (1.0 / self.duty - 1.0)
+        while not self._stop:
+            now = time.monotonic()
+            if now >= until or now - self._last_record > _ACTIVE_S or self._waiting:
+                return
+            time.sleep(min(0.05, until - now))
+
+    def _measure(self, layer: Any) -> Any:
+        kwargs = dict(self.measure_kwargs)
+        kwargs.setdefault("device", self.device)
+        fn = self._measure_fn or _measure_layer
+        return fn(layer, **kwargs)
+
+
+def _wait_for_work(cond: threading.Condition, queue: deque) -> None:
+    """Sleep until record() queues a snapshot (or a poll interval passes)."""
+    with cond:
+        # checked under the lock record() appends under, so no wake-up is missed
+        if not queue:
+            cond.wait(_IDLE_POLL_S)
+
+
+def _worker_main(ref: weakref.ref, cond: threading.Condition, nice: int | None) -> None:
+    """The worker loop. Holds a strong reference to the Monitor only while working."""
+    _set_thread_nice(nice)
+    while True:
+        mon = ref()
+        if mon is None or mon._stop:
+            return
+        snap = mon._next()
+        if snap is None:
+            queue = mon._queue  # the deque reference does not keep the Monitor alive
+            del mon
+            _wait_for_work(cond, queue)
+            continue
+        try:
+            mon._process(snap)
+        finally:
+            mon._finish(snap.epoch)
+            mon._notify()
+        del mon, snap
+
+
+def _dispatch_main(ref: weakref.ref, cond: threading.Condition, nice: int | None) -> None:
+    """The worker loop with an executor: keep up to ``executor.workers`` snapshots in
+    flight (one until the first has fixed the reference layers), collect as they finish."""
+    import concurrent.futures as cf
+
+    in_flight: dict[Any, int] = {}
+    while True:
+        mon = ref()
+        if mon is None or mon._stop:
+            for fut in in_flight:
+                fut.cancel()
+            return
+        limit = max(1, mon._executor.workers) if mon._reference is not None else 1
+        while len(in_flight) < limit:
+            snap = mon._next()
+            if snap is None:
+                break
+            try:
+                in_flight[mon._submit(snap)] = snap.epoch
+            except Exception as err:  # noqa: BLE001 - e.g. an unpicklable model
+                mon.history.add_error(snap.epoch, None, f"{type(err).__name__}: {err}")
+                mon._finish(snap.epoch)
+                mon._notify()
+        if not in_flight:
+            queue = mon._queue
+            del mon
+            _wait_for_work(cond, queue)
+            continue
+        del mon  # not held while waiting on the cluster
+        done, _ = cf.wait(list(in_flight), timeout=_IDLE_POLL_S,
+                          return_when=cf.FIRST_COMPLETED)
+        mon = ref()
+        for fut in done:
+            epoch = in_flight.pop(fut)
+            if mon is None:
+                continue
+            try:
+                mon._collect(epoch, fut)
+            finally:
+                mon._finish(epoch)
+                mon._notify()
+        del mon
+
+
+def _monitor_executor(executor: Any) -> tuple[Any, bool]:
+    """``(executor, or None for the in-process thread; whether the monitor owns it)``."""
+    from causal_widgets.live.executors import Executor, ThreadExecutor, get_executor
+
+    if executor is None or executor == "thread" or isinstance(executor, ThreadExecutor):
+        # measuring in a thread of this process is what the built-in worker does, with
+        # per-layer streaming, CUDA streams and the duty cycle
+        return None, False
+    if executor in ("process", "local", "ray"):
+        return get_executor(executor, workers=1), True  # one local process; or Ray's pool
+    if isinstance(executor, Executor) and executor.name != "serial":
+        return executor, False
+    raise ValueError(
+        f"executor={executor!r} cannot run a monitor: pass None or 'thread' (a worker "
+        "thread here), 'process' (a local process), 'ray' or a causal_widgets.RayExecutor."
+    )
+
+
+__all__ = ["Monitor"]

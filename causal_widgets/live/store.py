@@ -1,0 +1,613 @@
+"""The measurement history of a training run, in memory and on disk (Parquet + JSON).
+
+A :class:`History` collects, per measured ``(epoch, layer)``, the tidy rows of a
+:class:`~causal_widgets.engine.layer_measure.LayerResult` (values in **bits**, with their 95 % CIs),
+the layer's edge matrices (``EI_parts`` terms ``E[i, j] = I(X_i; Y_j)`` and sensitivity
+terms ``S[i, j]``, bits, shape ``(n_in, n_out)``) and node contributions, plus the
+scalars recorded at every epoch (loss, accuracy, ...; measured or not), errors, and the
+epochs whose snapshots were dropped as stale.
+
+Every method takes one lock, so the background :class:`~causal_widgets.live.monitor.Monitor`
+worker can add results while the notebook (or the dashboard) reads them. Readers get
+copies, never views of the internal state.
+
+On disk a history is a directory::
+
+    results.parquet    the tidy frame (one row per epoch, layer, metric) + recorded scalars
+    scalars.parquet    epoch + scalars for every recorded epoch
+    matrices.parquet   epoch, layer, kind ("ei_parts" | "sensitivity"), shape, values (flat,
+                       row-major float64): one row per matrix, so a history with many
+                       layers stays one file and loads column-wise
+    nodes.parquet      epoch, layer + the LayerResult's node table (side, node, ei, ...)
+    meta.json          format version, package version, settings, layers, errors, dropped
+
+:meth:`History.save` writes into a temporary sibling directory and swaps it into place
+with two renames, so a kill during a save leaves either the old or the new history (and
+:meth:`History.load` recovers the old one from its backup name if the kill fell between
+the renames). Finished measurements are therefore never lost by a save. For a resumable
+run, :meth:`History.done` says which ``(epoch, layer)`` pairs are finished, and
+:meth:`History.add_result` replaces an existing ``(epoch, layer)`` instead of duplicating
+it, so rerunning an epoch after a resume is harmless.
+
+Example
+-------
+>>> h = History()
+>>> h.add_scalars(0, loss=1.25)
+>>> h.scalars()["loss"].tolist()
+[1.25]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT_VERSION = 1
+
+#: columns of the tidy frame, in order (docs/design.md, "Tidy table")
+TIDY_COLUMNS = [
+    "layer",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "method",
+    "samples",
+    "in_bins",
+    "out_bins",
+    "in_range",
+    "out_range",
+    "seed",
+    "version",
+]
+MATRIX_KINDS = ("ei_parts", "sensitivity")
+_BACKUP_SUFFIX = ".cw-old"
+_TMP_PREFIX = ".cw-tmp-"
+
+
+def _package_version() -> str:
+    from causal_widgets import __version__
+
+    return __version__
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data (tuples -> lists, numpy scalars -> numbers, else ``str``)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        # JSON has no NaN/inf; keep them readable and reversible as strings
+        return v if math.isfinite(v) else str(v)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _check_epoch(epoch: Any) -> int:
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+        raise TypeError(f"epoch must be an int (the training epoch or step); got {epoch!r}.")
+    return int(epoch)
+
+
+def _check_scalars(scalars: Mapping[str, Any]) -> dict[str, float]:
+    """Scalars as floats; a tensor/array of one element is accepted (``loss.item()`` done here)."""
+    out: dict[str, float] = {}
+    for key, value in scalars.items():
+        if key == "epoch" or key in TIDY_COLUMNS:
+            raise ValueError(
+                f"scalar name {key!r} clashes with a column of the results table: "
+                f"rename it (e.g. {key + '_'!r})."
+            )
+        try:
+            if hasattr(value, "item"):
+                value = value.item()
+            out[str(key)] = float(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"scalar {key!r} must be a number (e.g. loss=loss.item()); got {value!r}."
+            ) from err
+    return out
+
+
+def _is_seq(v: Any) -> bool:
+    return isinstance(v, (tuple, list, np.ndarray))
+
+
+class History:
+    """Thread-safe store of everything a monitored training run measured.
+
+    Parameters
+    ----------
+    settings:
+        free-form measurement settings (bins, method, every, ...) saved in ``meta.json``.
+    """
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        self._lock = threading.RLock()
+        self._results: dict[tuple[int, str], pd.DataFrame] = {}
+        # epochs with at least one result (results are only ever added or replaced); kept
+        # so record() -> add_scalars need not scan every result on long runs
+        self._measured_epochs: set[int] = set()
+        self._matrices: dict[tuple[int, str], dict[str, Any]] = {}
+        self._scalars: dict[int, dict[str, float]] = {}
+        self._layers: list[dict[str, Any]] = []
+        self._errors: list[dict[str, Any]] = []
+        self._dropped: list[int] = []
+        self.settings: dict[str, Any] = dict(settings or {})
+        self._revision = 0
+        # results_revision moves only when results, errors, drops or layers change (not on
+        # every epoch's loss), so readers can skip rebuilding result-derived views
+        self._results_revision = 0
+        self._results_cache: tuple[int, pd.DataFrame] | None = None
+        self._tuple_columns: set[str] = set()
+
+    # ------------------------------------------------------------------ mutation
+    def _touch(self, results: bool = True) -> None:
+        self._revision += 1
+        if results:
+            self._results_revision += 1
+
+    def add_result(
+        self,
+        epoch: int,
+        layer_name: str,
+        result: Any,
+        scalars: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record one layer's measurement at ``epoch`` (replacing an earlier one for the pair).
+
+        ``result`` is a :class:`~causal_widgets.engine.layer_measure.LayerResult` (anything with
+        ``to_frame()``, and optionally ``ei_parts_matrix``, ``sensitivity_matrix`` and
+        ``nodes``). Its rows get ``layer = layer_name``; ``scalars`` (loss, ...) are
+        recorded for the epoch as by :meth:`add_scalars`.
+        """
+        epoch = _check_epoch(epoch)
+        layer_name = str(layer_name)
+        if not hasattr(result, "to_frame"):
+            raise TypeError(
+                f"result must be a LayerResult (with to_frame()); got {type(result).__name__}: "
+                "pass what causal_widgets.measure_layer returned."
+            )
+        rows = pd.DataFrame(result.to_frame()).copy()
+        for col in TIDY_COLUMNS:
+            if col not in rows.columns:
+                rows[col] = None
+        rows["layer"] = layer_name
+        rows = rows.drop(columns=[c for c in ("epoch",) if c in rows.columns])
+        mats: dict[str, Any] = {}
+        for kind in MATRIX_KINDS:
+            m = getattr(result, f"{kind}_matrix", None)
+            mats[kind] = None if m is None else np.array(m, dtype=np.float64, copy=True)
+        nodes = getattr(result, "nodes", None)
+        mats["nodes"] = None if nodes is None else pd.DataFrame(nodes).reset_index(drop=True)
+        clean = _check_scalars(scalars or {})
+        with self._lock:
+            self._results[(epoch, layer_name)] = rows
+            self._measured_epochs.add(epoch)
+            self._matrices[(epoch, layer_name)] = mats
+            self._scalars.setdefault(epoch, {}).update(clean)
+            self._touch()
+
+    def add_scalars(self, epoch: int, **scalars: Any) -> None:
+        """Record scalars (``loss=0.3, accuracy=0.9``) for ``epoch``; later values win per name.
+
+        An epoch recorded with no scalars still appears in :meth:`scalars`.
+        """
+        epoch = _check_epoch(epoch)
+        clean = _check_scalars(scalars)
+        with self._lock:
+            self._scalars.setdefault(epoch, {}).update(clean)
+            # the tidy frame carries scalars only on measured epochs
+            self._touch(results=epoch in self._measured_epochs)
+
+    def add_error(self, epoch: int | None, layer: str | None, message: str) -> None:
+        """Record that measuring ``layer`` at ``epoch`` failed (``layer=None``: the whole model)."""
+        entry = {
+            "epoch": None if epoch is None else _check_epoch(epoch),
+            "layer": None if layer is None else str(layer),
+            "message": str(message),
+        }
+        with self._lock:
+            self._errors.append(entry)
+            self._touch()
+
+    def add_dropped(self, epoch: int) -> None:
+        """Record that the snapshot of ``epoch`` was dropped unmeasured (it went stale)."""
+        epoch = _check_epoch(epoch)
+        with self._lock:
+            self._dropped.append(epoch)
+            self._touch()
+
+    def set_layers(self, layers: Iterable[Mapping[str, Any]]) -> None:
+        """Set the measured layers: dicts with at least ``name, n_in, n_out, kind``."""
+        clean = []
+        for d in layers:
+            missing = {"name", "n_in", "n_out", "kind"} - set(d)
+            if missing:
+                raise ValueError(
+                    f"layer description {dict(d)!r} lacks {sorted(missing)}: give dicts "
+                    "with name, n_in, n_out and kind."
+                )
+            clean.append({str(k): _jsonable(v) for k, v in d.items()})
+        with self._lock:
+            self._layers = clean
+            self._touch()
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def revision(self) -> int:
+        """A counter that grows with every change (cheap "did anything land?" check)."""
+        with self._lock:
+            return self._revision
+
+    @property
+    def results_revision(self) -> int:
+        """Like :attr:`revision`, but only results, errors, drops and layers move it."""
+        with self._lock:
+            return self._results_revision
+
+    def frame(self) -> pd.DataFrame:
+        """The tidy results: one row per (epoch, layer, metric) + the epoch's recorded scalars.
+
+        Columns: ``epoch`` then ``layer, metric, value, ci_low, ci_high, method, samples,
+        in_bins, out_bins, in_range, out_range, seed, version`` (and any further columns
+        the results carry), then one column per recorded scalar. Sorted by epoch, then in
+        the order the layers were measured.
+        """
+        with self._lock:
+            cache = self._results_cache
+            if cache is not None and cache[0] == self._results_revision:
+                parts = None
+            else:
+                keys = sorted(self._results, key=lambda k: k[0])  # stable: keeps layer order
+                parts = [self._results[k].assign(epoch=k[0]) for k in keys]
+            revision = self._results_revision
+            scalars = self._scalars_frame_locked()
+        if parts is None:
+            # concatenating thousands of small frames dominates on long runs: reuse it
+            df = cache[1].copy()
+        elif parts:
+            df = pd.concat(parts, ignore_index=True)
+            with self._lock:
+                self._results_cache = (revision, df.copy())
+        else:
+            df = pd.DataFrame({c: pd.Series(dtype=object) for c in TIDY_COLUMNS})
+            df["epoch"] = pd.Series(dtype="int64")
+        cols = ["epoch"] + TIDY_COLUMNS + [c for c in df.columns if c not in TIDY_COLUMNS
+                                          and c != "epoch"]
+        df = df[cols]
+        if len(scalars.columns) > 1:
+            df = df.merge(scalars, on="epoch", how="left")
+        return df.reset_index(drop=True)
+
+    def _scalars_frame_locked(self) -> pd.DataFrame:
+        epochs = sorted(self._scalars)
+        names: list[str] = []
+        for e in epochs:
+            names += [k for k in self._scalars[e] if k not in names]
+        data: dict[str, Any] = {"epoch": pd.Series(epochs, dtype="int64")}
+        for name in names:
+            data[name] = pd.Series(
+                [self._scalars[e].get(name, np.nan) for e in epochs], dtype="float64"
+            )
+        return pd.DataFrame(data)
+
+    def scalars(self) -> pd.DataFrame:
+        """``epoch`` + one float column per scalar, for every recorded epoch (sorted)."""
+        with self._lock:
+            return self._scalars_frame_locked()
+
+    def matrix(self, epoch: int, layer: str) -> dict[str, Any] | None:
+        """The layer's matrices at ``epoch``: ``ei_parts``, ``sensitivity`` ((n_in, n_out) bits
+        or ``None``) and ``nodes`` (DataFrame or ``None``); ``None`` if not measured."""
+        with self._lock:
+            m = self._matrices.get((int(epoch), str(layer)))
+            if m is None:
+                return None
+            return {
+                k: (None if v is None else v.copy()) for k, v in m.items()
+            }
+
+    def layers(self) -> list[dict[str, Any]]:
+        """The measured layers (``name, n_in, n_out, kind`` + extras), in network order."""
+        with self._lock:
+            return [dict(d) for d in self._layers]
+
+    def errors(self) -> list[dict[str, Any]]:
+        """Every error so far: dicts ``epoch, layer, message`` in the order they happened."""
+        with self._lock:
+            return [dict(d) for d in self._errors]
+
+    def dropped(self) -> list[int]:
+        """Epochs whose snapshots were dropped unmeasured (stale), in the order dropped."""
+        with self._lock:
+            return list(self._dropped)
+
+    def epochs(self) -> list[int]:
+        """Sorted epochs with at least one measured layer."""
+        with self._lock:
+            return sorted(self._measured_epochs)
+
+    def done(self) -> set[tuple[int, str]]:
+        """The finished ``(epoch, layer)`` pairs (what a resumed run can skip)."""
+        with self._lock:
+            return set(self._results)
+
+    def is_done(self, epoch: int, layers: Iterable[str] | None = None) -> bool:
+        """Whether every layer in ``layers`` (default: :meth:`layers`) is measured at ``epoch``."""
+        with self._lock:
+            names = [d["name"] for d in self._layers] if layers is None else list(layers)
+            return bool(names) and all((int(epoch), str(n)) in self._results for n in names)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._results)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return (
+                f"History({len(self._layers)} layers, {len(self.epochs())} measured epochs, "
+                f"{len(self._scalars)} recorded, {len(self._errors)} errors, "
+                f"{len(self._dropped)} dropped)"
+            )
+
+    # ------------------------------------------------------------------ disk
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the history to directory ``path`` (created or replaced atomically-ish).
+
+        Returns the path. See the module docstring for the layout.
+        """
+        path = Path(path)
+        with self._lock:
+            frame = self.frame()
+            scalars = self._scalars_frame_locked()
+            mats = [(k, dict(v)) for k, v in sorted(self._matrices.items(), key=lambda kv:
+                                                    kv[0][0])]
+            meta = {
+                "format": "causal_widgets.History",
+                "format_version": FORMAT_VERSION,
+                "version": _package_version(),
+                "settings": _jsonable(self.settings),
+                "layers": _jsonable(self._layers),
+                "errors": _jsonable(self._errors),
+                "dropped": list(self._dropped),
+                "layer_order": [k[1] for k in self._results],
+            }
+        parent = path.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX + path.name + "-", dir=parent))
+        try:
+            frame, tuple_cols = _encode_sequences(frame)
+            meta["tuple_columns"] = tuple_cols
+            frame.to_parquet(tmp / "results.parquet", index=False)
+            scalars.to_parquet(tmp / "scalars.parquet", index=False)
+            pq.write_table(_matrices_table(mats), tmp / "matrices.parquet")
+            _nodes_frame(mats).to_parquet(tmp / "nodes.parquet", index=False)
+            with open(tmp / "meta.json", "w", encoding="utf-8") as fh:
+                json.dump(meta, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _swap_into_place(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> History:
+        """Read a history written by :meth:`save`.
+
+        Raises ``FileNotFoundError`` naming the path when there is no history there and
+        ``ValueError`` when the directory is not a history (missing/unreadable files).
+        """
+        path = Path(path)
+        if not path.exists():
+            backup = path.with_name(path.name + _BACKUP_SUFFIX)
+            if (backup / "meta.json").exists():
+                # a kill between save()'s two renames: the previous complete history survives
+                warnings.warn(
+                    f"{path} is missing but its backup {backup} exists (a save was "
+                    "interrupted); loading the backup.",
+                    stacklevel=2,
+                )
+                path = backup
+            else:
+                raise FileNotFoundError(
+                    f"no saved history at {str(path)!r}: pass the directory that "
+                    "History.save() / CausalDashboard.save() wrote (it holds meta.json)."
+                )
+        if not path.is_dir() or not (path / "meta.json").exists():
+            raise ValueError(
+                f"{str(path)!r} is not a saved history (no meta.json inside): pass the "
+                "directory that History.save() wrote."
+            )
+        try:
+            with open(path / "meta.json", encoding="utf-8") as fh:
+                meta = json.load(fh)
+            if meta.get("format") != "causal_widgets.History":
+                raise ValueError("meta.json is not a causal_widgets history")
+            if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+                raise ValueError(
+                    f"format version {meta.get('format_version')} is newer than this "
+                    f"causal_widgets understands ({FORMAT_VERSION}): upgrade causal_widgets"
+                )
+            results = pd.read_parquet(path / "results.parquet")
+            scalars = pd.read_parquet(path / "scalars.parquet")
+            matrices = pd.read_parquet(path / "matrices.parquet")
+            nodes = pd.read_parquet(path / "nodes.parquet")
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+            raise ValueError(
+                f"could not read the history at {str(path)!r}: {err}. The directory is "
+                "damaged or not written by History.save()."
+            ) from err
+
+        h = cls(settings=meta.get("settings") or {})
+        h._layers = list(meta.get("layers") or [])
+        h._errors = list(meta.get("errors") or [])
+        h._dropped = [int(e) for e in meta.get("dropped") or []]
+        results = _decode_sequences(results, meta.get("tuple_columns") or [])
+        scalar_names = [c for c in scalars.columns if c != "epoch"]
+        for row in scalars.itertuples(index=False):
+            d = row._asdict()
+            h._scalars[int(d["epoch"])] = {
+                k: float(d[k]) for k in scalar_names if not pd.isna(d[k])
+            }
+        # results.parquet carries the scalars joined in; the per-pair rows do not
+        drop = [c for c in scalar_names if c in results.columns]
+        order = meta.get("layer_order") or []
+        rank = {name: i for i, name in enumerate(dict.fromkeys(order))}
+        # drop columns once, then slice rows per pair (dropping per group is 10x slower)
+        body = results.drop(columns=["epoch"] + drop)
+        groups = {
+            (int(e), str(lay)): body.iloc[idx].reset_index(drop=True)
+            for (e, lay), idx in results.groupby(["epoch", "layer"], sort=False).indices.items()
+        }
+        for key in sorted(groups, key=lambda k: (k[0], rank.get(k[1], len(rank)))):
+            h._results[key] = groups[key]
+            h._measured_epochs.add(key[0])
+            h._matrices[key] = {"ei_parts": None, "sensitivity": None, "nodes": None}
+        for row in matrices.itertuples(index=False):
+            key = (int(row.epoch), str(row.layer))
+            shape = tuple(int(s) for s in row.shape)
+            arr = np.asarray(row.values, dtype=np.float64).reshape(shape)
+            h._matrices.setdefault(key, {"ei_parts": None, "sensitivity": None, "nodes": None})
+            h._matrices[key][str(row.kind)] = arr
+        if len(nodes):
+            node_body = nodes.drop(columns=["epoch", "layer"])
+            for (e, lay), idx in nodes.groupby(["epoch", "layer"], sort=False).indices.items():
+                key = (int(e), str(lay))
+                h._matrices.setdefault(
+                    key, {"ei_parts": None, "sensitivity": None, "nodes": None}
+                )
+                h._matrices[key]["nodes"] = node_body.iloc[idx].reset_index(drop=True)
+        return h
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, settings: Mapping[str, Any] | None = None) -> History:
+        """Load the history at ``path`` if one is there, else a new empty one (for resuming)."""
+        p = Path(path)
+        if p.exists() or p.with_name(p.name + _BACKUP_SUFFIX).exists():
+            return cls.load(p)
+        return cls(settings=settings)
+
+
+# ---------------------------------------------------------------------- helpers
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    """Replace directory ``path`` by ``tmp`` with renames (old kept as a backup until done)."""
+    backup = path.with_name(path.name + _BACKUP_SUFFIX)
+    if backup.exists():
+        if path.exists():
+            shutil.rmtree(backup)  # leftover of an earlier interrupted save; path is newer
+        else:
+            # path missing, backup present: the backup is the latest complete history; it is
+            # superseded now that tmp holds a complete one
+            shutil.rmtree(backup)
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(
+                f"{str(path)!r} exists and is not a directory: choose another path for the "
+                "history (it is saved as a directory)."
+            )
+        if any(path.iterdir()) and not (path / "meta.json").exists():
+            # never delete a directory we did not write
+            raise ValueError(
+                f"{str(path)!r} is a non-empty directory that is not a saved history: "
+                "choose a new or empty path."
+            )
+        os.replace(path, backup)
+        os.replace(tmp, path)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def _encode_sequences(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Object columns of tuples (ranges) -> lists of floats, so Parquet stores them natively."""
+    df = df.copy()
+    cols = []
+    for col in df.columns:
+        if df[col].dtype != object:
+            continue
+        vals = df[col].tolist()
+        present = [v for v in vals if v is not None and not (isinstance(v, float) and
+                                                             math.isnan(v))]
+        if present and all(_is_seq(v) for v in present):
+            try:
+                df[col] = [None if not _is_seq(v) else [float(x) for x in v] for v in vals]
+                cols.append(col)
+                continue
+            except (TypeError, ValueError):
+                pass
+        if present and not all(isinstance(v, (str, int, float, bool, np.number))
+                               for v in present):
+            df[col] = [None if v is None else str(v) for v in vals]
+        elif present and len({type(v) for v in present}) > 1:
+            # mixed numbers and strings: Parquet needs one type per column
+            df[col] = [None if v is None else str(v) for v in vals]
+    return df, cols
+
+
+def _decode_sequences(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    for col in cols:
+        if col in df.columns:
+            df[col] = [None if v is None else tuple(float(x) for x in v) for v in df[col]]
+    return df
+
+
+def _matrices_table(mats: list[tuple[tuple[int, str], dict[str, Any]]]) -> pa.Table:
+    rows: dict[str, list] = {"epoch": [], "layer": [], "kind": [], "shape": [], "values": []}
+    for (epoch, layer), m in mats:
+        for kind in MATRIX_KINDS:
+            arr = m.get(kind)
+            if arr is None:
+                continue
+            rows["epoch"].append(epoch)
+            rows["layer"].append(layer)
+            rows["kind"].append(kind)
+            rows["shape"].append([int(s) for s in arr.shape])
+            rows["values"].append(np.ascontiguousarray(arr, dtype=np.float64).ravel())
+    return pa.table(
+        {
+            "epoch": pa.array(rows["epoch"], type=pa.int64()),
+            "layer": pa.array(rows["layer"], type=pa.string()),
+            "kind": pa.array(rows["kind"], type=pa.string()),
+            "shape": pa.array(rows["shape"], type=pa.list_(pa.int64())),
+            "values": pa.array(rows["values"], type=pa.list_(pa.float64())),
+        }
+    )
+
+
+def _nodes_frame(mats: list[tuple[tuple[int, str], dict[str, Any]]]) -> pd.DataFrame:
+    parts = []
+    for (epoch, layer), m in mats:
+        nodes = m.get("nodes")
+        if nodes is None or len(nodes) == 0:
+            continue
+        parts.append(nodes.assign(epoch=epoch, layer=layer))
+    if not parts:
+        return pd.DataFrame(
+            {"epoch": pd.Series(dtype="int64"), "layer": pd.Series(dtype=object)}
+        )
+    df = pd.concat(parts, ignore_index=True)
+    front = ["epoch", "layer"]
+    df = df[front + [c for c in df.columns if c not in front]]
+    df, _ = _encode_sequences(df)
+    return df
