@@ -1,4 +1,4 @@
-"""Equal-width binning of neuron values, and validation of ranges and bin counts.
+"""Equal-width binning of neuron values (ranges and bin counts are checked in ``checks``).
 
 Every metric in causal_widgets discretises a neuron's value into ``bins`` equal-width
 bins over a range ``[lo, hi]``. Bins are left-closed and the last one is also
@@ -17,47 +17,13 @@ Example
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
-Range = tuple[float, float]
+# re-exported: the engine's modules and tests import the range/bin checks from here
+from causal_widgets.checks import Range, check_bins, check_range
 
-
-def check_range(value: Sequence[float] | None, name: str = "in_range") -> Range:
-    """Validate a ``(lo, hi)`` range and return it as two floats.
-
-    Raises ``ValueError`` naming the argument for a missing, non-finite, empty
-    (``lo == hi``) or inverted (``lo > hi``) range.
-    """
-    if value is None:
-        raise ValueError(f"{name} is required here: pass {name}=(lo, hi), e.g. {name}=(0.0, 1.0).")
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"{name} must be a pair of numbers (lo, hi); got {value!r}."
-        ) from err
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"{name}={value!r} is not finite: give finite bounds (lo, hi).")
-    if lo == hi:
-        raise ValueError(f"{name}={value!r} is empty (lo == hi): give a range with lo < hi.")
-    if lo > hi:
-        raise ValueError(f"{name}={value!r} is inverted (lo > hi): swap it to ({hi}, {lo}).")
-    return lo, hi
-
-
-def check_bins(value: int, name: str = "bins") -> int:
-    """Validate a bin count: an integer >= 2."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= 2; got {value!r}.")
-    if value < 2:
-        raise ValueError(
-            f"{name}={value} is too few: information needs at least 2 bins (the paper uses 8)."
-        )
-    return int(value)
+__all__ = ["Range", "bin_edges", "bin_index", "check_bins", "check_range"]
 
 
 def bin_edges(value_range: Range, bins: int) -> np.ndarray:

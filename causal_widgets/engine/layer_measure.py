@@ -54,6 +54,7 @@ The caller's global RNG state, grad mode and the module's train/eval flags are r
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import numbers
 import threading
@@ -67,7 +68,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from causal_widgets.engine.binning import bin_index, check_bins, check_range
+from causal_widgets.engine.binning import bin_index, check_range
 from causal_widgets.engine.layer import (
     Activation,
     DenseForm,
@@ -76,9 +77,14 @@ from causal_widgets.engine.layer import (
     check_finite_weights,
     layer_from_module,
 )
+from causal_widgets.engine.settings import (  # noqa: F401  (METRICS etc. re-exported)
+    CELL_LIMIT,
+    MAX_SAMPLES,
+    METHODS,
+    METRICS,
+    MeasureSettings,
+)
 
-#: Metric names ``measure_layer(metrics=...)`` understands.
-METRICS = ("ei", "ei_parts", "sensitivity", "degeneracy", "integration", "nodes")
 #: Order of the scalar metrics in :meth:`LayerResult.to_frame`.
 SCALAR_METRICS = (
     "ei",
@@ -89,20 +95,6 @@ SCALAR_METRICS = (
     "degeneracy_parts",
     "group_ei",
 )
-# what a requested metric needs computed; nodes' ``ei`` column comes from the whole-EI run
-_NEEDS = {
-    "degeneracy": ("sensitivity", "ei"),
-    "integration": ("ei", "ei_parts"),
-    "nodes": ("ei",),
-}
-METHODS = ("auto", "exact", "sampled")
-
-#: Enumerate every input cell for whole EI when ``in_bins ** n_in`` is at most this.
-CELL_LIMIT = 2**14
-#: Default cap on forward evaluations per metric when adapting the sample size (keeps a
-#: default measurement of a 25->6 layer to seconds on one CPU core; raise it for tighter
-#: intervals on wide layers).
-MAX_SAMPLES = 2**20
 # starting sizes of the doubling (chosen so a small layer is done in the first rounds)
 _START_PAIRS = 2**16  # interventions for sampled EI_parts
 _START_SENS = 2**12  # interventions per input for sampled sensitivity
@@ -273,37 +265,6 @@ def _jsonable(v: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name}={value} is too small: pass an integer >= {minimum}.")
-    return int(value)
-
-
-def _parse_metrics(metrics: str | Iterable[str] | None) -> tuple[set[str], set[str]]:
-    """(requested, computed): the names asked for, and those plus what they need."""
-    if metrics is None:
-        requested = set(METRICS)
-    else:
-        if isinstance(metrics, str):
-            metrics = [metrics]
-        requested = set()
-        for m in metrics:
-            if m not in METRICS:
-                raise ValueError(
-                    f"unknown metric {m!r}: choose from {', '.join(METRICS)} "
-                    "(or metrics=None for all)."
-                )
-            requested.add(m)
-        if not requested:
-            raise ValueError(f"metrics is empty: name at least one of {', '.join(METRICS)}.")
-    computed = set(requested)
-    for m in requested:
-        computed.update(_NEEDS.get(m, ()))
-    return requested, computed
 
 
 def _stage_generator(seed: int, stage: str, device: torch.device) -> torch.Generator:
@@ -766,8 +727,8 @@ def measure_layer(
     out_bins: int | None = None,
     metrics: str | Iterable[str] | None = None,
     method: str = "auto",
-    samples: int | None = None,
-    sensitivity_samples: int | None = None,
+    interventions: int | None = None,
+    sensitivity_interventions: int | None = None,
     cells: int | str | None = None,
     points_per_cell: int | None = None,
     tol: float = 0.01,
@@ -775,10 +736,12 @@ def measure_layer(
     seed: int = 0,
     device: Any = None,
     chunk_size: int | None = None,
-    groups: tuple[Sequence[int], Sequence[int]] | None = None,
+    group: tuple[Sequence[int], Sequence[int]] | None = None,
     name: str | None = None,
     in_shape: Sequence[int] | None = None,
     cell_limit: int = CELL_LIMIT,
+    settings: MeasureSettings | None = None,
+    **old_names: Any,
 ) -> LayerResult:
     """Measure EI, EI_parts, sensitivity, degeneracy and integration of one layer (bits).
 
@@ -804,12 +767,13 @@ def measure_layer(
         ``"auto"``: exact EI_parts and sensitivity for dense layers, sampled otherwise;
         ``"exact"``: require the exact engine (``ValueError`` if the layer is not dense with
         a monotone activation); ``"sampled"``: always sample. Whole EI is always sampled.
-    samples
-        ``None``: grow the sample size (at least doubling) until each requested total's
-        95 % CI is narrower than ``tol`` (up to ``max_samples``). An int: exactly that
-        many interventions for sampled EI_parts.
-    sensitivity_samples
-        Interventions *per input* for sampled sensitivity (``None``: adaptive as above).
+    interventions
+        (Old name: ``samples``.) ``None``: grow the number of sampled EI_parts
+        interventions (at least doubling) until each requested total's 95 % CI is
+        narrower than ``tol`` (up to ``max_samples``). An int: exactly that many.
+    sensitivity_interventions
+        (Old name: ``sensitivity_samples``.) Interventions *per input* for sampled
+        sensitivity (``None``: adaptive as above).
     cells, points_per_cell
         Whole EI: the number of sampled input cells (``"all"`` to enumerate them; default:
         all when ``in_bins ** n_in <= cell_limit``, else adaptive) and points drawn inside
@@ -824,12 +788,17 @@ def measure_layer(
     device, chunk_size
         Where to sample (default: the module's device, or cuda when available for dense
         layers) and how many rows per forward pass (default: a memory-based choice).
-    groups
-        ``(input_indices, output_indices)``: also estimate ``r.group_ei`` = I(X_G; Y_H)
-        under the full intervention (cell-conditional, inputs outside G as noise).
+    group
+        (Old name: ``groups``.) ``(input_indices, output_indices)``: also estimate
+        ``r.group_ei`` = I(X_G; Y_H) under the full intervention (cell-conditional, inputs
+        outside G as noise).
     name, in_shape
         The layer's name in tables; one sample's input shape (e.g. ``(C, k, k)`` for a
         conv receptive field) when it cannot be inferred.
+    settings
+        A :class:`~causal_widgets.engine.settings.MeasureSettings` holding every setting
+        above (bins ... cell_limit) at once; keywords that differ from their defaults
+        override it.
 
     Returns
     -------
@@ -839,81 +808,49 @@ def measure_layer(
         outputs), ``ei_parts`` / ``sensitivity`` (row / column sums of the matrices) and
         ``ei_ci_low`` / ``ei_ci_high``.
     """
-    requested, computed = _parse_metrics(metrics)
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is unknown: use one of {', '.join(METHODS)}.")
-    in_bins = check_bins(bins if in_bins is None else in_bins, "in_bins")
-    out_bins = check_bins(bins if out_bins is None else out_bins, "out_bins")
-    check_bins(bins, "bins")
-    if samples is not None:
-        samples = _check_int(samples, "samples")
-    if sensitivity_samples is not None:
-        sensitivity_samples = _check_int(sensitivity_samples, "sensitivity_samples")
-    if points_per_cell is not None:
-        points_per_cell = _check_int(points_per_cell, "points_per_cell", 2)
-    if cells is not None and cells != "all":
-        cells = _check_int(cells, "cells")
-    cap = MAX_SAMPLES if max_samples is None else _check_int(max_samples, "max_samples")
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol > 0:
-        raise ValueError(f"tol={tol!r} must be a positive number of bits, e.g. tol=0.01.")
-    tol = float(tol)
-    seed = _check_int(seed, "seed", 0)
-    if chunk_size is not None:
-        chunk_size = _check_int(chunk_size, "chunk_size")
-    cell_limit = _check_int(cell_limit, "cell_limit")
+    if "groups" in old_names:  # the old name of ``group``
+        if group is not None:
+            raise TypeError("measure_layer() got both 'groups' and 'group': pass group= only.")
+        group = old_names.pop("groups")
+    given = {
+        "bins": bins, "in_bins": in_bins, "out_bins": out_bins, "metrics": metrics,
+        "method": method, "interventions": interventions,
+        "sensitivity_interventions": sensitivity_interventions, "cells": cells,
+        "points_per_cell": points_per_cell, "tol": tol, "max_samples": max_samples,
+        "seed": seed, "device": device, "chunk_size": chunk_size, "cell_limit": cell_limit,
+    }  # fmt: skip
+    changed = {k: v for k, v in given.items() if v is not _SETTING_DEFAULTS[k]}
+    changed.update(old_names)  # old names (samples=...) or misspelt ones: checked here
+    if settings is None:
+        settings = MeasureSettings.from_kwargs(changed)
+    elif not isinstance(settings, MeasureSettings):
+        raise TypeError(
+            f"settings must be a MeasureSettings (causal_widgets.engine.settings); got "
+            f"{type(settings).__name__}: pass MeasureSettings(**your_keywords)."
+        )
+    elif changed:
+        settings = settings.replace(**changed)
 
     fn = layer.fn if isinstance(layer, Layer) else layer
     with _untouched(fn):
         lyr = _resolve_layer(layer, in_range, out_range, name, in_shape)
-        return _measure(
-            lyr,
-            requested=requested,
-            computed=computed,
-            in_bins=in_bins,
-            out_bins=out_bins,
-            method=method,
-            samples=samples,
-            sensitivity_samples=sensitivity_samples,
-            cells=cells,
-            points_per_cell=points_per_cell,
-            tol=tol,
-            cap=cap,
-            seed=seed,
-            device=device,
-            chunk_size=chunk_size,
-            groups=groups,
-            cell_limit=cell_limit,
-        )
+        return _measure(lyr, settings, group)
 
 
-def _measure(
-    lyr: Layer,
-    *,
-    requested: set[str],
-    computed: set[str],
-    in_bins: int,
-    out_bins: int,
-    method: str,
-    samples: int | None,
-    sensitivity_samples: int | None,
-    cells: int | str | None,
-    points_per_cell: int | None,
-    tol: float,
-    cap: int,
-    seed: int,
-    device: Any,
-    chunk_size: int | None,
-    groups: Any,
-    cell_limit: int,
-) -> LayerResult:
-    from causal_widgets import __version__
+# a setting keyword counts as given when it is not its default (the very same object)
+_SETTING_DEFAULTS = {
+    k: p.default for k, p in inspect.signature(measure_layer).parameters.items()
+    if k in MeasureSettings.keywords()
+}
 
-    n_in, n_out = lyr.n_in, lyr.n_out
-    grp = _check_groups(groups, n_in, n_out)
+
+def _measure(lyr: Layer, s: MeasureSettings, group: Any) -> LayerResult:
+    """Measure a resolved layer: pairwise metrics, whole EI (and group EI), derived ones."""
+    grp = _check_groups(group, lyr.n_in, lyr.n_out)
     dense = lyr.dense
     if dense is not None and not dense.activation.monotone:
         dense = None  # a hand-made Layer could carry a non-monotone DenseForm
-    if method == "exact" and dense is None:
+    if s.method == "exact" and dense is None:
         act = lyr.dense.activation if lyr.dense is not None else lyr.activation
         why = (
             f"its activation ({act.kind}) is not monotone"
@@ -925,135 +862,34 @@ def _measure(
             f"method='exact' cannot measure layer {lyr.name!r}: {why}. "
             "Use method='sampled' (or 'auto')."
         )
-    use_exact = dense is not None and method in ("auto", "exact")
-    dev, dtype = _pick_device(lyr, device)
-    if chunk_size is None:
-        # rows per forward pass: bound the one-hot / index tensors the estimators build
-        width = n_in * in_bins + n_out * out_bins
-        budget = 2**27 if dev.type == "cuda" else 2**24
-        chunk_size = int(min(2**18 if dev.type == "cuda" else 2**16, max(256, budget // width)))
-
+    dev, dtype = _pick_device(lyr, s.device)
+    chunk_size = s.chunk_size or _default_chunk(lyr, s, dev)
     warns: list[str] = []
     tally = _Tally()
-    sampler = _Sampler(lyr, in_bins, out_bins, dev, dtype, chunk_size, tally)
-    res = LayerResult(name=lyr.name, n_in=n_in, n_out=n_out)
+    sampler = _Sampler(lyr, s.in_bins, s.out_bins, dev, dtype, chunk_size, tally)
+    res = LayerResult(name=lyr.name, n_in=lyr.n_in, n_out=lyr.n_out)
 
-    # ---- pairwise metrics: EI_parts (all inputs intervened) and sensitivity (one at a time)
     for metric in ("ei_parts", "sensitivity"):
-        if metric not in computed:
-            continue
-        single = metric == "sensitivity"
-        if use_exact:
-            from causal_widgets.engine.exact import exact_pair_mi
-
-            mat = np.asarray(
-                exact_pair_mi(
-                    dense,
-                    lyr.in_range,
-                    in_bins,
-                    lyr.out_range,
-                    out_bins,
-                    intervention="single" if single else "all",
-                ),
-                dtype=np.float64,
-            )
-            total = float(mat.sum())
-            ci = (total, total)
-            mat_ci = (mat.copy(), mat.copy())
-            res.method[metric], res.samples[metric] = "exact", 0
-            w = _exact_range_warning(lyr, dense, single)
-            if w:
-                warns.append(w)
-        else:
-            from causal_widgets.engine.estimators import PairwiseMI
-
-            est = PairwiseMI(n_in, n_out, in_bins, out_bins, device=dev)
-            gen = _stage_generator(seed, metric, dev)
-            if single:
-
-                def add(k: int, est: Any = est, gen: torch.Generator = gen) -> None:
-                    sampler.single(est, k, gen)
-
-                fixed, start = sensitivity_samples, _START_SENS
-                unit_cap = max(start, cap // n_in)
-                unit = "interventions per input"
+        if metric in s.computed:
+            if dense is not None and s.method in ("auto", "exact"):
+                _exact_pairwise(res, metric, lyr, dense, s, warns)
             else:
+                _sampled_pairwise(res, metric, sampler, s, warns)
 
-                def add(k: int, est: Any = est, gen: torch.Generator = gen) -> None:
-                    sampler.pairs(est, k, gen)
-
-                fixed, start, unit_cap, unit = samples, _START_PAIRS, cap, "interventions"
-            pres, n_used = _grow(
-                add,
-                est.compute,
-                lambda r: r.total,
-                fixed=fixed,
-                start=start,
-                cap=unit_cap,
-                tol=tol,
-                label=f"{metric} (sampled)",
-                unit=unit,
-                warns=warns,
-            )
-            mat = np.asarray(pres.matrix, dtype=np.float64)
-            total, ci, w2 = _estimate_parts(pres.total)
-            mat_ci = (
-                np.asarray(pres.matrix_ci_low, dtype=np.float64),
-                np.asarray(pres.matrix_ci_high, dtype=np.float64),
-            )
-            warns.extend(f"{metric}: {w}" for w in list(getattr(pres, "warnings", [])) + w2)
-            res.method[metric], res.samples[metric] = "sampled", int(n_used)
-        setattr(res, metric, total)
-        setattr(res, f"{metric}_matrix", mat)
-        res.ci[metric] = ci
-        res.matrix_ci[metric] = mat_ci
-
-    # ---- whole EI (and node-level I(X_i; Y), I(X; Y_j)) with the cell-conditional estimator
+    # whole EI and group EI: one path, the cell-conditional estimator on (inputs, outputs)
     whole = None
     whole_info: dict[str, Any] = {}
-    if "ei" in computed:
-        whole, whole_info = _whole_ei(
-            sampler, list(range(n_in)), list(range(n_out)), "ei", seed, cells,
-            points_per_cell, tol, cap, cell_limit, warns, with_inputs="nodes" in requested,
-            with_outputs="nodes" in requested,
-        )  # fmt: skip
-        res.ei, res.ci["ei"], w3 = _estimate_parts(whole.ei)
-        a = whole_info["bias_allowance"]
-        res.ci["ei"] = (res.ci["ei"][0] - max(a, 0.0), res.ci["ei"][1] + max(-a, 0.0))
-        warns.extend(f"ei: {w}" for w in list(getattr(whole, "warnings", [])) + w3)
-        res.method["ei"], res.samples["ei"] = "sampled", whole_info["samples"]
+    if "ei" in s.computed:
+        every = (list(range(lyr.n_in)), list(range(lyr.n_out)))
+        nodes = "nodes" in s.metrics
+        whole, whole_info = _whole_metric(res, "ei", sampler, every, s, warns, nodes=nodes)
     if grp is not None:
-        gres, ginfo = _whole_ei(
-            sampler, grp[0], grp[1], "group_ei", seed, cells, points_per_cell, tol, cap,
-            cell_limit, warns,
-        )  # fmt: skip
-        res.group_ei, res.ci["group_ei"], w4 = _estimate_parts(gres.ei)
-        lo_g, hi_g = res.ci["group_ei"]
-        a = ginfo["bias_allowance"]
-        res.ci["group_ei"] = (lo_g - max(a, 0.0), hi_g + max(-a, 0.0))
-        warns.extend(f"group_ei: {w}" for w in list(getattr(gres, "warnings", [])) + w4)
-        res.method["group_ei"], res.samples["group_ei"] = "sampled", ginfo["samples"]
+        _, ginfo = _whole_metric(res, "group_ei", sampler, grp, s, warns)
         whole_info["group"] = {"inputs": grp[0], "outputs": grp[1], **ginfo}
 
-    # ---- derived metrics: interval arithmetic on independent streams (see module doc)
-    def diff(name: str, a: str, b: str) -> None:
-        va, vb = getattr(res, a), getattr(res, b)
-        (alo, ahi), (blo, bhi) = res.ci[a], res.ci[b]
-        setattr(res, name, va - vb)
-        res.ci[name] = (alo - bhi, ahi - blo)
-        res.method[name] = "derived"
-        res.samples[name] = max(res.samples[a], res.samples[b])
-
-    if res.ei is not None and res.sensitivity is not None:
-        diff("degeneracy", "sensitivity", "ei")
-    if res.ei is not None and res.ei_parts is not None:
-        diff("integration", "ei", "ei_parts")
-    if res.ei is None and res.ei_parts is not None and res.sensitivity is not None:
-        diff("degeneracy_parts", "sensitivity", "ei_parts")
-
-    if "nodes" in requested:
-        res.nodes = _nodes_frame(res, whole, n_in, n_out)
-
+    _derive(res)
+    if "nodes" in s.metrics:
+        res.nodes = _nodes_frame(res, whole, lyr.n_in, lyr.n_out)
     if tally.outside:
         frac = tally.outside / max(tally.total, 1)
         warns.append(
@@ -1062,19 +898,140 @@ def _measure(
             "out_range to measure them."
         )
     res.warnings = list(dict.fromkeys(warns))  # results repeat some in their Estimates
-    res.settings = {
+    res.settings = _settings_record(res, lyr, s, dev, chunk_size, whole_info)
+    return res
+
+
+def _default_chunk(lyr: Layer, s: MeasureSettings, dev: torch.device) -> int:
+    """Rows per forward pass: bound the one-hot / index tensors the estimators build."""
+    width = lyr.n_in * s.in_bins + lyr.n_out * s.out_bins
+    budget = 2**27 if dev.type == "cuda" else 2**24
+    return int(min(2**18 if dev.type == "cuda" else 2**16, max(256, budget // width)))
+
+
+def _exact_pairwise(
+    res: LayerResult, metric: str, lyr: Layer, dense: DenseForm, s: MeasureSettings,
+    warns: list[str],
+) -> None:
+    """EI_parts (all inputs intervened) or sensitivity (one at a time), computed exactly."""
+    from causal_widgets.engine.exact import exact_pair_mi
+
+    single = metric == "sensitivity"
+    mat = np.asarray(
+        exact_pair_mi(
+            dense, lyr.in_range, s.in_bins, lyr.out_range, s.out_bins,
+            intervention="single" if single else "all",
+        ),
+        dtype=np.float64,
+    )  # fmt: skip
+    total = float(mat.sum())
+    _set_metric(res, metric, total, (total, total), "exact", 0)
+    setattr(res, f"{metric}_matrix", mat)
+    res.matrix_ci[metric] = (mat.copy(), mat.copy())
+    w = _exact_range_warning(lyr, dense, single)
+    if w:
+        warns.append(w)
+
+
+def _sampled_pairwise(
+    res: LayerResult, metric: str, sampler: _Sampler, s: MeasureSettings, warns: list[str]
+) -> None:
+    """EI_parts or sensitivity from sampled interventions, grown until ``tol`` is met."""
+    from causal_widgets.engine.estimators import PairwiseMI
+
+    n_in = sampler.lyr.n_in
+    est = PairwiseMI(n_in, sampler.lyr.n_out, s.in_bins, s.out_bins, device=sampler.device)
+    gen = _stage_generator(s.seed, metric, sampler.device)
+    if metric == "sensitivity":
+
+        def add(k: int) -> None:
+            sampler.single(est, k, gen)
+
+        fixed, start = s.sensitivity_interventions, _START_SENS
+        unit_cap, unit = max(start, s.max_samples // n_in), "interventions per input"
+    else:
+
+        def add(k: int) -> None:
+            sampler.pairs(est, k, gen)
+
+        fixed, start, unit_cap, unit = s.interventions, _START_PAIRS, s.max_samples, "interventions"
+    pres, n_used = _grow(
+        add, est.compute, lambda r: r.total, fixed=fixed, start=start, cap=unit_cap,
+        tol=s.tol, label=f"{metric} (sampled)", unit=unit, warns=warns,
+    )  # fmt: skip
+    total, ci, w2 = _estimate_parts(pres.total)
+    _set_metric(res, metric, total, ci, "sampled", int(n_used))
+    setattr(res, f"{metric}_matrix", np.asarray(pres.matrix, dtype=np.float64))
+    res.matrix_ci[metric] = (
+        np.asarray(pres.matrix_ci_low, dtype=np.float64),
+        np.asarray(pres.matrix_ci_high, dtype=np.float64),
+    )
+    warns.extend(f"{metric}: {w}" for w in list(getattr(pres, "warnings", [])) + w2)
+
+
+def _whole_metric(
+    res: LayerResult, metric: str, sampler: _Sampler, group: tuple[list[int], list[int]],
+    s: MeasureSettings, warns: list[str], nodes: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """``ei`` (every input and output) or ``group_ei`` (a group): estimate and record it.
+
+    The interval is widened by the half-points bias allowance on the side it points to.
+    """
+    wres, info = _whole_ei(sampler, group[0], group[1], metric, s, warns,
+                           with_inputs=nodes, with_outputs=nodes)
+    value, (lo, hi), w = _estimate_parts(wres.ei)
+    a = info["bias_allowance"]
+    _set_metric(res, metric, value, (lo - max(a, 0.0), hi + max(-a, 0.0)), "sampled",
+                info["samples"])
+    warns.extend(f"{metric}: {x}" for x in list(getattr(wres, "warnings", [])) + w)
+    return wres, info
+
+
+def _set_metric(
+    res: LayerResult, metric: str, value: float, ci: tuple[float, float], method: str,
+    samples: int,
+) -> None:
+    setattr(res, metric, value)
+    res.ci[metric] = ci
+    res.method[metric], res.samples[metric] = method, samples
+
+
+def _derive(res: LayerResult) -> None:
+    """Degeneracy and integration by interval arithmetic on independent streams."""
+
+    def diff(name: str, a: str, b: str) -> None:
+        (alo, ahi), (blo, bhi) = res.ci[a], res.ci[b]
+        _set_metric(res, name, getattr(res, a) - getattr(res, b), (alo - bhi, ahi - blo),
+                    "derived", max(res.samples[a], res.samples[b]))
+
+    if res.ei is not None and res.sensitivity is not None:
+        diff("degeneracy", "sensitivity", "ei")
+    if res.ei is not None and res.ei_parts is not None:
+        diff("integration", "ei", "ei_parts")
+    if res.ei is None and res.ei_parts is not None and res.sensitivity is not None:
+        diff("degeneracy_parts", "sensitivity", "ei_parts")
+
+
+def _settings_record(
+    res: LayerResult, lyr: Layer, s: MeasureSettings, dev: torch.device, chunk_size: int,
+    whole_info: dict[str, Any],
+) -> dict[str, Any]:
+    """What the result records of how it was measured (version, estimator, samples...)."""
+    from causal_widgets import __version__
+
+    return {
         "layer": lyr.name,
         "method": dict(res.method),
         "samples": dict(res.samples),
-        "requested_method": method,
-        "metrics": sorted(requested),
-        "in_bins": in_bins,
-        "out_bins": out_bins,
+        "requested_method": s.method,
+        "metrics": sorted(s.metrics),
+        "in_bins": s.in_bins,
+        "out_bins": s.out_bins,
         "in_range": tuple(float(v) for v in lyr.in_range),
         "out_range": tuple(float(v) for v in lyr.out_range),
-        "seed": seed,
-        "tol": tol,
-        "max_samples": cap,
+        "seed": s.seed,
+        "tol": s.tol,
+        "max_samples": s.max_samples,
         "device": str(dev),
         "chunk_size": chunk_size,
         "in_shape": tuple(lyr.in_shape),
@@ -1082,7 +1039,6 @@ def _measure(
         "whole_ei": whole_info,
         "version": __version__,
     }
-    return res
 
 
 def _whole_ei(
@@ -1090,12 +1046,7 @@ def _whole_ei(
     g_in: list[int],
     g_out: list[int],
     stage: str,
-    seed: int,
-    cells: int | str | None,
-    points_per_cell: int | None,
-    tol: float,
-    cap: int,
-    cell_limit: int,
+    s: MeasureSettings,
     warns: list[str],
     with_inputs: bool = False,
     with_outputs: bool = False,
@@ -1104,6 +1055,8 @@ def _whole_ei(
     cells (doubling their number) with a fixed number of points per cell."""
     from causal_widgets.engine.estimators import WholeEI
 
+    seed, cells, points_per_cell, tol = s.seed, s.cells, s.points_per_cell, s.tol
+    cap, cell_limit = s.max_samples, s.cell_limit
     in_bins, out_bins = sampler.in_bins, sampler.out_bins
     dev = sampler.device
     g = len(g_in)

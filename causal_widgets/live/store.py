@@ -55,6 +55,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from causal_widgets.checks import is_int
+
 FORMAT_VERSION = 1
 
 #: columns of the tidy frame, in order (docs/design.md, "Tidy table")
@@ -102,7 +104,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _check_epoch(epoch: Any) -> int:
-    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+    if not is_int(epoch):
         raise TypeError(f"epoch must be an int (the training epoch or step); got {epoch!r}.")
     return int(epoch)
 

@@ -1,0 +1,107 @@
+"""Argument checks shared by every boundary: one owner for integers, numbers and choices.
+
+Each check returns the value in its canonical type or raises ``ValueError`` with a message
+that quotes what the caller passed and says what would work. Settings objects
+(:mod:`causal_widgets.engine.settings`) call these once at the boundary; code inside trusts
+the checked values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Range = tuple[float, float]
+
+
+def is_int(value: Any) -> bool:
+    """True for an integer (Python or numpy), never for a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """True for a real number (int, float, numpy scalar), never for a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as an ``int`` >= ``minimum``."""
+    if not is_int(value):
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name}={value} is too small: pass an integer >= {minimum}.")
+    return int(value)
+
+
+def check_positive(value: Any, name: str, example: str = "") -> float:
+    """``value`` as a finite ``float`` > 0."""
+    if not is_number(value) or not math.isfinite(float(value)) or not value > 0:
+        hint = f", e.g. {name}={example}" if example else ""
+        raise ValueError(f"{name}={value!r} must be a positive number{hint}.")
+    return float(value)
+
+
+def suggest(name: str, options: Iterable[str]) -> str:
+    """A " (did you mean 'x'?)" hint for a misspelt ``name``, or ``""``."""
+    close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_choice(value: Any, name: str, options: Iterable[str]) -> str:
+    """``value`` if it is one of ``options``; otherwise an error listing them."""
+    options = tuple(options)
+    if value not in options:
+        raise ValueError(
+            f"{name}={value!r} is unknown{suggest(value, options)}: use one of "
+            f"{', '.join(map(repr, options))}."
+        )
+    return value
+
+
+def check_keywords(given: Iterable[str], known: Iterable[str], where: str) -> None:
+    """Raise ``TypeError`` naming every keyword of ``given`` that ``where`` does not take."""
+    known = tuple(known)
+    unknown = [k for k in given if k not in known]
+    if unknown:
+        parts = [f"{k!r}{suggest(k, known)}" for k in unknown]
+        raise TypeError(
+            f"{where} got unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(parts)}; "
+            f"it takes {', '.join(known)}."
+        )
+
+
+def check_range(value: Sequence[float] | None, name: str = "in_range") -> Range:
+    """Validate a ``(lo, hi)`` range and return it as two floats.
+
+    Raises ``ValueError`` naming the argument for a missing, non-finite, empty
+    (``lo == hi``) or inverted (``lo > hi``) range.
+    """
+    if value is None:
+        raise ValueError(f"{name} is required here: pass {name}=(lo, hi), e.g. {name}=(0.0, 1.0).")
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{name} must be a pair of numbers (lo, hi); got {value!r}."
+        ) from err
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name}={value!r} is not finite: give finite bounds (lo, hi).")
+    if lo == hi:
+        raise ValueError(f"{name}={value!r} is empty (lo == hi): give a range with lo < hi.")
+    if lo > hi:
+        raise ValueError(f"{name}={value!r} is inverted (lo > hi): swap it to ({hi}, {lo}).")
+    return lo, hi
+
+
+def check_bins(value: int, name: str = "bins") -> int:
+    """Validate a bin count: an integer >= 2."""
+    if not is_int(value):
+        raise ValueError(f"{name} must be an integer >= 2; got {value!r}.")
+    if value < 2:
+        raise ValueError(
+            f"{name}={value} is too few: information needs at least 2 bins (the paper uses 8)."
+        )
+    return int(value)
