@@ -1,1 +1,3 @@
-"""The measuring engine: binning, the layer model, exact and sampled estimators, one layer's measurement."""
+"""The measuring engine: binning, the layer model, exact and sampled estimators, one layer's
+measurement.
+"""

@@ -1,1 +1,3 @@
-"""Measuring while training: the monitor, the executors it runs work on, and the history it records."""
+"""Measuring while training: the monitor, the executors it runs work on, and the history it
+records.
+"""

@@ -13,8 +13,9 @@ Executors
 ``"serial"`` / :class:`SerialExecutor`
     runs each call at once in the calling thread (the sequential baseline; debugging).
 ``"thread"`` / :class:`ThreadExecutor`
-    a thread pool in this process. For the monitor, ``executor=None`` (the default) keeps
-    its own in-process worker thread, which measures layer by layer.
+    a thread pool in this process. The monitor's default (``executor=None``) is one of
+    these, with one daemon thread at lowered priority (``initializer=``); measuring in
+    this process, it streams each layer's result as soon as it is done.
 ``"local"`` or ``"process"`` / :class:`ProcessExecutor`
     a pool of local processes (``spawn``: safe with torch and CUDA). Arguments are pickled
     with cloudpickle, so models whose class was defined in a notebook travel too. A worker
@@ -35,9 +36,11 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import pickle
+import queue
 import threading
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: what get_executor accepts as a name
@@ -109,19 +112,141 @@ class SerialExecutor(Executor):
 
 
 class ThreadExecutor(Executor):
-    """A thread pool in this process (shares the GIL with the caller)."""
+    """A thread pool in this process (shares the GIL with the caller).
+
+    Parameters
+    ----------
+    workers:
+        threads in the pool (started as calls arrive).
+    initializer, initargs:
+        ``initializer(*initargs)`` runs once at the start of each thread, e.g. to lower
+        its priority (the monitor's worker). If it raises, the calls that thread takes
+        fail with a ``RuntimeError`` saying so.
+    daemon:
+        daemon threads: the interpreter exits without waiting for a call still running
+        (a background measurement nobody closed), as for any daemon thread. By default
+        (``False``, ``concurrent.futures.ThreadPoolExecutor``) exit waits for them.
+    thread_name_prefix:
+        the threads are named ``<prefix>_<i>``.
+    """
 
     name = "thread"
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        *,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Sequence[Any] = (),
+        daemon: bool = False,
+        thread_name_prefix: str = "causal_widgets",
+    ) -> None:
         self.workers = _check_workers(workers)
-        self._pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="causal_widgets")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable or None; got {initializer!r}.")
+        self.daemon = bool(daemon)
+        pool = _DaemonThreadPool if self.daemon else cf.ThreadPoolExecutor
+        self._pool: cf.ThreadPoolExecutor | _DaemonThreadPool = pool(
+            self.workers, thread_name_prefix=str(thread_name_prefix),
+            initializer=initializer, initargs=tuple(initargs),
+        )
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
         return self._pool.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=cancel)
+
+
+class _DaemonThreadPool:
+    """The part of ``concurrent.futures.ThreadPoolExecutor`` ThreadExecutor uses, on daemon
+    threads (the standard pool's threads are joined at interpreter exit, whatever they are
+    doing). Threads start as calls arrive, up to ``workers``; they hold the queue, not the
+    pool, so a pool that is garbage-collected without ``shutdown`` still ends them."""
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        thread_name_prefix: str,
+        initializer: Callable[..., Any] | None,
+        initargs: tuple[Any, ...],
+    ) -> None:
+        self._workers = workers
+        self._prefix = thread_name_prefix
+        self._init = (initializer, initargs)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        weakref.finalize(self, _end_threads, self._queue, self._threads)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            fut: cf.Future = cf.Future()
+            self._queue.put((fut, fn, args, kwargs))
+            if len(self._threads) < self._workers:
+                thread = threading.Thread(
+                    target=_daemon_worker, args=(self._queue, *self._init),
+                    name=f"{self._prefix}_{len(self._threads)}", daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+        return fut
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        _end_threads(self._queue, self._threads)
+        if wait:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+
+
+def _end_threads(work: queue.SimpleQueue, threads: list[threading.Thread]) -> None:
+    """One stop sign per thread, queued after the calls already waiting."""
+    for _ in threads:
+        work.put(None)
+
+
+def _daemon_worker(
+    work: queue.SimpleQueue, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]
+) -> None:
+    """One _DaemonThreadPool thread: run calls from ``work`` until a stop sign."""
+    broken = None
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except Exception as err:  # noqa: BLE001 - delivered to every call of this thread
+            broken = RuntimeError(f"the thread initializer raised {type(err).__name__}: {err}")
+    while True:
+        item = work.get()
+        if item is None:
+            return
+        fut, fn, args, kwargs = item
+        # drop the call before waiting for the next one: a finished call must not keep its
+        # arguments (e.g. a bound method of an abandoned Monitor) alive while this is idle
+        del item
+        if fut.set_running_or_notify_cancel():
+            if broken is not None:
+                fut.set_exception(broken)
+            else:
+                try:
+                    fut.set_result(fn(*args, **kwargs))
+                except BaseException as err:  # noqa: BLE001 - delivered through the future
+                    fut.set_exception(err)
+        del fut, fn, args, kwargs
 
 
 def _dumps(obj: Any) -> bytes:

@@ -1,7 +1,8 @@
 """Measure a network's layers in the background while it trains.
 
 :class:`Monitor` takes a cheap snapshot of the model's weights at the epochs you
-:meth:`~Monitor.record` and measures them on one daemon worker thread, so training never
+:meth:`~Monitor.record` and measures them in the background (by default on one daemon
+thread of a :class:`~causal_widgets.live.executors.ThreadExecutor`), so training never
 waits for the (much slower) information-theoretic measurements::
 
     mon = Monitor(model, x_example, every=10, bins=8)
@@ -24,6 +25,10 @@ How it works
 * With ``drop_stale=True`` at most ``max_pending`` snapshots wait: when training outruns
   the measurements, the *oldest waiting* snapshots are dropped (listed in
   ``history.dropped()``); the one being measured is never dropped.
+* One dispatcher thread hands the queued snapshots to the executor and collects them as
+  they finish, whatever the executor. With a ``ThreadExecutor`` (the default) a snapshot
+  is measured in this process, as below; a process or Ray executor gets one task per
+  snapshot (:func:`measure_snapshot_task`) and its results arrive when the task is done.
 * The worker loads each snapshot into the private model, finds its layers with
   :func:`causal_widgets.network.graph.find_layers` (the layer list of the first snapshot is the
   reference; a layer whose shape differs later is reported as an error naming the layer
@@ -45,9 +50,13 @@ Sharing the machine with training
   (``nice`` increment, default 10; threads inherit it, including the OpenMP team the
   worker's torch calls start). Under contention the kernel then gives the training thread
   roughly 10x the CPU share of the measurement, while an idle machine (e.g. during
-  :meth:`wait`, or between epochs) still runs the measurement at full speed. No sleeps,
-  no duty cycle, nothing to tune. Pass ``nice=None`` to disable (or on other systems it
-  is a no-op).
+  :meth:`wait`, or between epochs) still runs the measurement at full speed. Pass
+  ``nice=None`` to disable (on other systems it is a no-op).
+* The GIL: a lower priority does not win it back from the estimators' Python parts, so
+  while training records (a :meth:`record` in the last 2 s) the worker keeps to a duty
+  cycle: after a layer that took ``t`` s it pauses ``t (1 / duty - 1)`` s (``duty=0.2``
+  by default; ``duty=1.0`` never pauses). Once training stops recording, or while someone
+  is in :meth:`wait`, it measures at full speed.
 
 Where measurements start: pass ``in_range=(lo, hi)`` for the network input (the data's
 range); if it is omitted it is taken from ``example_input``'s min/max once, with a
@@ -56,6 +65,7 @@ warning, and then used for every snapshot.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import copy
 import itertools
@@ -74,9 +84,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from causal_widgets.live.executors import Executor, ThreadExecutor, get_executor
 from causal_widgets.live.store import History, _check_epoch, _jsonable
 
-#: seconds an idle worker sleeps between checks that its Monitor still exists
+#: seconds an idle dispatcher sleeps between checks that its Monitor still exists
 _IDLE_POLL_S = 0.5
 # training counts as running while record() was called within this many seconds; only then
 # does the worker hold back to its duty cycle
@@ -95,6 +106,42 @@ def _measure_layer(layer: Any, **kwargs: Any) -> Any:
     from causal_widgets.engine.layer_measure import measure_layer
 
     return measure_layer(layer, **kwargs)
+
+
+def _measurement_settings(
+    example_input: Any, measure_kwargs: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """``(in_range, keywords for every layer's measurement)`` from Monitor's
+    ``**measure_kwargs``: the one place the monitor reads its measurement settings.
+
+    ``in_range`` (the network input's range) is split off; without it, it is taken from
+    ``example_input``'s min/max, with a warning (on the caller's thread, once, so every
+    snapshot agrees and the worker does not warn at every epoch).
+    """
+    if "device" in measure_kwargs:  # pragma: no cover - caught by the signature
+        raise TypeError("device is given once, as Monitor(device=...).")
+    kwargs = dict(measure_kwargs)
+    in_range = kwargs.pop("in_range", None)
+    if in_range is None:
+        in_range = _data_range(example_input)
+        if in_range is not None:
+            warnings.warn(
+                f"in_range not given: using example_input's range {in_range}; pass "
+                "in_range=(lo, hi) (the range of your data) to set it.",
+                stacklevel=3,  # Monitor's caller
+            )
+    return in_range, kwargs
+
+
+def _layer_measurer(
+    measure_fn: Callable[..., Any] | None, measure_kwargs: Mapping[str, Any], device: Any
+) -> Callable[[Any], Any]:
+    """``layer -> result``: ``measure_fn`` (default measure_layer) with the monitor's
+    measurement keywords, on ``device``; the same call wherever a snapshot is measured."""
+    kwargs = dict(measure_kwargs)
+    kwargs.setdefault("device", device)
+    fn = measure_fn or _measure_layer
+    return lambda layer: fn(layer, **kwargs)
 
 
 @dataclass
@@ -317,15 +364,13 @@ def measure_snapshot_task(
             out["error"] = str(err)
             return out
         out["layers"] = descs
-        kwargs = dict(measure_kwargs)
-        kwargs.setdefault("device", dev)
-        fn = measure_fn or _measure_layer
+        measure = _layer_measurer(measure_fn, measure_kwargs, dev)
         for name, layer, problem in plan:
             if problem is not None:
                 out["entries"].append((name, None, problem))
                 continue
             try:
-                out["entries"].append((name, fn(layer, **kwargs), None))
+                out["entries"].append((name, measure(layer), None))
             except Exception as err:  # noqa: BLE001 - reported, the rest is measured
                 out["entries"].append((name, None, f"{type(err).__name__}: {err}"))
     return out
@@ -333,14 +378,82 @@ def measure_snapshot_task(
 
 def _set_thread_nice(increment: int | None) -> None:
     """Lower the calling thread's CPU priority (Linux: nice is per thread; no-op elsewhere)."""
+    _set_thread_niceness(_niceness_after(increment))
+
+
+def _niceness_after(increment: int | None) -> int | None:
+    """The calling thread's niceness raised by ``increment`` (``None``: leave it alone)."""
     if not increment:
+        return None
+    try:
+        return min(19, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+                   + int(increment))
+    except (AttributeError, OSError):
+        return None  # not Linux: measure at normal priority
+
+
+def _set_thread_niceness(value: int | None) -> None:
+    """Set the calling thread's niceness to ``value`` (``None``: leave it alone)."""
+    if value is None:
         return
     try:
-        tid = threading.get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + int(increment)))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), value)
     except (AttributeError, OSError):
         pass  # not Linux, or not permitted: measure at normal priority
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The monitor's own settings (not the measurement's), checked once, at construction."""
+
+    every: int = 1
+    drop_stale: bool = True
+    max_pending: int = 2
+    nice: int | None = 10
+    duty: float = 0.2
+    layers: list[Any] | None = None
+    autosave: Path | None = None
+
+    def __post_init__(self) -> None:
+        every, max_pending, duty, nice = self.every, self.max_pending, self.duty, self.nice
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an int >= 1 (measure every k-th epoch); got "
+                             f"{every!r}.")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(
+                f"max_pending must be an int >= 1 (snapshots allowed to wait); got "
+                f"{max_pending!r}."
+            )
+        if isinstance(duty, bool) or not isinstance(duty, (int, float)) or not 0 < duty <= 1:
+            raise ValueError(
+                f"duty must be a fraction in (0, 1] (the share of time the worker may be busy "
+                f"while training records); got {duty!r}."
+            )
+        if nice is not None and not isinstance(nice, int):
+            # checked here: a bad value would otherwise end the worker thread at its start
+            raise TypeError(f"nice must be an int (a priority increment) or None; got {nice!r}.")
+        # frozen: the normalised values are set through object.__setattr__
+        object.__setattr__(self, "drop_stale", bool(self.drop_stale))
+        object.__setattr__(self, "duty", float(duty))
+        if self.layers is not None:
+            object.__setattr__(self, "layers", list(self.layers))
+        if self.autosave is not None:
+            object.__setattr__(self, "autosave", Path(self.autosave))
+
+
+def _check_objects(model: Any, on_update: Any, history: Any) -> None:
+    """The objects Monitor works with are of the kinds it needs."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module; got {type(model).__name__}. Pass the "
+            "network you train."
+        )
+    if on_update is not None and not callable(on_update):
+        raise TypeError(f"on_update must be callable with no arguments; got {on_update!r}.")
+    if history is not None and not isinstance(history, History):
+        raise TypeError(
+            f"history must be a causal_widgets.live.store.History; got {type(history).__name__}."
+        )
 
 
 class Monitor:
@@ -365,15 +478,17 @@ class Monitor:
         where to measure (default: where the model's parameters are).
     on_update:
         called with no arguments whenever something new is in the history or the status
-        changed: from the worker thread (results, errors) or from :meth:`record`
-        (queued/dropped). Keep it quick; exceptions in it are reported once as a
+        changed: from the monitor's background threads (results, errors) or from
+        :meth:`record` (queued/dropped). Keep it quick; exceptions in it are reported once as a
         warning and otherwise ignored.
     history:
         a :class:`History` to append to (e.g. ``History.load(path)`` when resuming).
     autosave:
         a directory: the history is saved there (atomically) after every snapshot.
     nice:
-        CPU priority increment of the worker thread (see the module docstring).
+        CPU priority increment (an int, or ``None``) of the monitor's dispatcher thread
+        and of the measuring thread of the ``ThreadExecutor`` it starts for
+        ``executor=None`` / ``"thread"`` (see the module docstring).
     duty:
         while training is recording (a ``record()`` in the last 2 s), the worker is busy at
         most this fraction of the time: after a layer that took ``t`` seconds it pauses
@@ -385,15 +500,19 @@ class Monitor:
         the plane a little staler. Once training stops recording, or while someone is in
         :meth:`wait`, measuring runs at full speed.
     executor:
-        where snapshots are measured. ``None`` or ``"thread"`` (default): the monitor's
-        own worker thread in this process, layer by layer. ``"process"``: one local
-        worker process (no GIL shared with training). ``"ray"`` or a
-        :class:`~causal_widgets.live.executors.RayExecutor`: Ray tasks on a cluster's GPUs /
-        CPUs. With an executor, each snapshot is one task (the model's structure is
-        shipped once, then only its weights); up to ``executor.workers`` snapshots are
-        measured at once, and results stream in snapshot by snapshot. ``nice`` and
-        ``duty`` apply to the thread worker only. A lost task (worker killed) becomes an
-        error entry for its epoch; the monitor carries on.
+        where snapshots are measured. ``None`` or ``"thread"`` (default): a one-thread
+        :class:`~causal_widgets.live.executors.ThreadExecutor` the monitor starts (a
+        daemon thread at priority ``nice``); a ``ThreadExecutor`` you pass is used as it
+        is (its threads keep the priority you gave them, e.g. with ``initializer=``).
+        Either way snapshots are measured in this process one at a time, layer by layer
+        (each result streams in as soon as it is done, with the duty cycle).
+        ``"process"``: one local worker process (no GIL shared with training). ``"ray"``
+        or a :class:`~causal_widgets.live.executors.RayExecutor`: Ray tasks on a
+        cluster's GPUs / CPUs. With these, each snapshot is one task (the model's
+        structure is shipped once, then only its weights); up to ``executor.workers``
+        snapshots are measured at once, and results stream in snapshot by snapshot;
+        ``duty`` does not apply. A lost task (worker killed) becomes an error entry for
+        its epoch; the monitor carries on.
     measure_fn:
         replaces :func:`causal_widgets.engine.layer_measure.measure_layer` (signature
         ``measure_fn(layer, **measure_kwargs) -> LayerResult``), e.g. for custom metrics.
@@ -421,65 +540,32 @@ class Monitor:
         measure_fn: Callable[..., Any] | None = None,
         **measure_kwargs: Any,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(
-                f"model must be a torch.nn.Module; got {type(model).__name__}. Pass the "
-                "network you train."
-            )
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an int >= 1 (measure every k-th epoch); got "
-                             f"{every!r}.")
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
-            raise ValueError(
-                f"max_pending must be an int >= 1 (snapshots allowed to wait); got "
-                f"{max_pending!r}."
-            )
-        if isinstance(duty, bool) or not isinstance(duty, (int, float)) or not 0 < duty <= 1:
-            raise ValueError(
-                f"duty must be a fraction in (0, 1] (the share of time the worker may be busy "
-                f"while training records); got {duty!r}."
-            )
-        if on_update is not None and not callable(on_update):
-            raise TypeError(f"on_update must be callable with no arguments; got {on_update!r}.")
-        if history is not None and not isinstance(history, History):
-            raise TypeError(
-                f"history must be a causal_widgets.live.store.History; got {type(history).__name__}."
-            )
-        if "device" in measure_kwargs:  # pragma: no cover - caught by the signature
-            raise TypeError("device is given once, as Monitor(device=...).")
-
-        self._executor, self._owns_executor = _monitor_executor(executor)
-        self.every = every
-        self.drop_stale = bool(drop_stale)
-        self.max_pending = max_pending
+        _check_objects(model, on_update, history)
+        opts = _Options(every=every, drop_stale=drop_stale, max_pending=max_pending, nice=nice,
+                        duty=duty, layers=layers, autosave=autosave)
+        self._executor, self._owns_executor = _monitor_executor(
+            executor, nice, f"causal_widgets-monitor-{id(self):x}-measure"
+        )
+        # a ThreadExecutor measures here, on the private model, layer by layer; any other
+        # executor gets each snapshot shipped as one task (see _submit)
+        self._in_process = isinstance(self._executor, ThreadExecutor)
+        self.every = opts.every
+        self.drop_stale = opts.drop_stale
+        self.max_pending = opts.max_pending
         self.on_update = on_update
-        # with an executor the work happens elsewhere: keep the private copy on the CPU
-        # (it is the template shipped to the workers) and let them pick their device
-        self._remote_device = (None if self._executor is None
+        # shipped elsewhere, the private copy stays on the CPU (it is the template sent to
+        # the workers) and the workers pick their device
+        self._remote_device = (None if self._in_process
                                else ("auto" if device is None else str(device)))
-        self.device = (_resolve_device(model, device) if self._executor is None
+        self.device = (_resolve_device(model, device) if self._in_process
                        else torch.device("cpu"))
-        self._layers_arg = list(layers) if layers is not None else None
+        self._layers_arg = opts.layers
         self._measure_fn = measure_fn
-        self._autosave = None if autosave is None else Path(autosave)
-        self._nice = nice
-        self.duty = float(duty)
+        self._autosave = opts.autosave
+        self.duty = opts.duty
         self._last_record = float("-inf")
         self._waiting = 0  # callers blocked in wait(): no duty cycle meanwhile
-
-        in_range = measure_kwargs.pop("in_range", None)
-        if in_range is None:
-            in_range = _data_range(example_input)
-            if in_range is not None:
-                # decided once here (main thread, visible) so snapshots agree and the
-                # worker does not warn at every epoch
-                warnings.warn(
-                    f"in_range not given: using example_input's range {in_range}; pass "
-                    "in_range=(lo, hi) (the range of your data) to set it.",
-                    stacklevel=2,
-                )
-        self.in_range = in_range
-        self.measure_kwargs = dict(measure_kwargs)
+        self.in_range, self.measure_kwargs = _measurement_settings(example_input, measure_kwargs)
 
         self._source = model
         self._model = _private_copy(model, self.device)
@@ -491,28 +577,14 @@ class Monitor:
         self._last_signature = _signature(model, model.state_dict())
 
         self.history = history if history is not None else History()
-        self.history.settings.update(
-            _jsonable(
-                {
-                    "every": every,
-                    "drop_stale": self.drop_stale,
-                    "max_pending": max_pending,
-                    "device": str(self.device) if self._executor is None
-                    else self._remote_device,
-                    "executor": "thread" if self._executor is None
-                    else self._executor.describe(),
-                    "layers": self._layers_arg,
-                    "in_range": in_range,
-                    **self.measure_kwargs,
-                }
-            )
-        )
+        self.history.settings.update(_jsonable(self._settings()))
 
         self._reference: list[dict[str, Any]] | None = None  # first snapshot's layers
         self._queue: deque[_Snapshot] = deque()
         self._cond = threading.Condition()
         self._active: set[int] = set()  # epochs being measured
         self._template_ref: Any = None  # the model structure as shipped to an executor
+        self._task_thread: threading.Thread | None = None  # measuring a snapshot here now
         self._stop = False
         self._n_done = 0
         self._n_measured = 0
@@ -520,15 +592,28 @@ class Monitor:
         self._stream = (
             torch.cuda.Stream(device=self.device) if self.device.type == "cuda" else None
         )
-        # the worker holds only a weak reference while idle, so an abandoned Monitor is
+        # the dispatcher holds only a weak reference while idle, so an abandoned Monitor is
         # garbage-collected and its thread ends instead of leaking with a model copy
         self._thread = threading.Thread(
-            target=_worker_main if self._executor is None else _dispatch_main,
-            args=(weakref.ref(self), self._cond, nice),
+            target=_dispatch_main,
+            args=(weakref.ref(self), self._cond, opts.nice),
             name=f"causal_widgets-monitor-{id(self):x}",
             daemon=True,
         )
         self._thread.start()
+
+    def _settings(self) -> dict[str, Any]:
+        """What the history records about how it was measured."""
+        return {
+            "every": self.every,
+            "drop_stale": self.drop_stale,
+            "max_pending": self.max_pending,
+            "device": str(self.device) if self._in_process else self._remote_device,
+            "executor": "thread" if self._in_process else self._executor.describe(),
+            "layers": self._layers_arg,
+            "in_range": self.in_range,
+            **self.measure_kwargs,
+        }
 
     # ------------------------------------------------------------------ training side
     def record(self, epoch: int, **scalars: Any) -> None:
@@ -626,9 +711,11 @@ class Monitor:
             self._stop = True
             self._queue.clear()
             self._cond.notify_all()
-        if threading.current_thread() is not self._thread:
+        # close() may come from the monitor's own threads (an on_update callback): the
+        # dispatcher waits for the measuring thread, so neither may wait for it here
+        if threading.current_thread() not in (self._thread, self._task_thread):
             self._thread.join(timeout)
-        if self._owns_executor and self._executor is not None:
+        if self._owns_executor:
             self._executor.shutdown(wait=False, cancel=True)
         self._notify()
 
@@ -708,8 +795,15 @@ class Monitor:
             self._n_done += 1
             self._cond.notify_all()
 
-    def _process(self, snap: _Snapshot) -> None:
-        """Measure one snapshot; every failure becomes an error entry, nothing escapes."""
+    def _measure_here(self, snap: _Snapshot) -> None:
+        """The task a ThreadExecutor runs: measure one snapshot in this process.
+
+        On the private model (traced once, on the caller's thread, so this thread never
+        traces) and its CUDA stream, layer by layer: each result goes into the history as
+        soon as it is done; between layers the task stops if the monitor was closed and
+        keeps to the duty cycle. Every failure becomes an error entry, nothing escapes.
+        """
+        self._task_thread = threading.current_thread()
         epoch = snap.epoch
         try:
             stream_ctx = (
@@ -745,7 +839,7 @@ class Monitor:
             )
         finally:
             snap.state = None  # free the snapshot's memory now, not at the next one
-            self._save(epoch)
+            self._task_thread = None
 
     def _save(self, epoch: int) -> None:
         if self._autosave is not None:
@@ -791,9 +885,23 @@ class Monitor:
         self.history.set_layers(descs)
         self._notify()
 
-    # ------------------------------------------------------------------ executor side
-    def _submit(self, snap: _Snapshot) -> Any:
-        """Ship one snapshot to the executor; returns its future."""
+    # ------------------------------------------------------------------ dispatcher side
+    def _max_in_flight(self) -> int:
+        """How many snapshots the dispatcher keeps at the executor at once."""
+        if self._in_process:
+            # one private model (traced once, on the caller's thread): snapshots take turns
+            return 1
+        # one until the first snapshot has fixed the reference layers
+        return max(1, self._executor.workers) if self._reference is not None else 1
+
+    def _submit(self, snap: _Snapshot) -> cf.Future:
+        """Hand one snapshot to the executor; returns its future."""
+        if self._in_process:
+            return self._executor.submit(self._measure_here, snap)
+        return self._ship(snap)
+
+    def _ship(self, snap: _Snapshot) -> cf.Future:
+        """Send one snapshot to a process / Ray executor as a measure_snapshot_task."""
         if snap.event is not None:
             snap.event.synchronize()  # the clone on the training stream must be complete
         if snap.model is not None:  # the structure changed: ship the new one
@@ -814,7 +922,16 @@ class Monitor:
             self._measure_fn, self._remote_device,
         )
 
-    def _collect(self, epoch: int, future: Any) -> None:
+    def _settle(self, epoch: int, future: cf.Future) -> None:
+        """A finished task: its results (or why it failed) into the history, saved, done."""
+        try:
+            self._collect(epoch, future)
+            self._save(epoch)
+        finally:
+            self._finish(epoch)
+            self._notify()
+
+    def _collect(self, epoch: int, future: cf.Future) -> None:
         """Put one finished task's results (or why it failed) into the history."""
         try:
             out = future.result()
@@ -828,6 +945,8 @@ class Monitor:
                 f"{type(err).__name__}: {err}"
             )
             return
+        if out is None:  # measured here: the results are in the history already
+            return
         if out["error"] is not None:
             self.history.add_error(epoch, None, out["error"])
             return
@@ -840,8 +959,21 @@ class Monitor:
                 self.history.add_result(epoch, name, result)
                 with self._cond:
                     self._n_measured += 1
-        self._save(epoch)
 
+    def _stop_tasks(self, in_flight: Mapping[cf.Future, int]) -> None:
+        """close(): cancel what has not started; what has finished is still collected."""
+        for fut in in_flight:
+            fut.cancel()
+        if self._in_process:
+            # a task measuring here writes into the history until it sees the stop (after
+            # its current layer): wait for it, so nothing is written after close() returns.
+            # A task elsewhere writes nothing until collected: it is not waited for.
+            cf.wait(list(in_flight))
+        for fut, epoch in in_flight.items():
+            if fut.done() and not fut.cancelled():
+                self._settle(epoch, fut)
+            else:
+                self._finish(epoch)
     def _hold_back(self, busy: float) -> None:
         """Pause ``busy * (1/duty - 1)`` s while training is recording (see ``duty``)."""
         if self.duty >= 1.0:
@@ -854,10 +986,7 @@ class Monitor:
             time.sleep(min(0.05, until - now))
 
     def _measure(self, layer: Any) -> Any:
-        kwargs = dict(self.measure_kwargs)
-        kwargs.setdefault("device", self.device)
-        fn = self._measure_fn or _measure_layer
-        return fn(layer, **kwargs)
+        return _layer_measurer(self._measure_fn, self.measure_kwargs, self.device)(layer)
 
 
 def _wait_for_work(cond: threading.Condition, queue: deque) -> None:
@@ -868,41 +997,28 @@ def _wait_for_work(cond: threading.Condition, queue: deque) -> None:
             cond.wait(_IDLE_POLL_S)
 
 
-def _worker_main(ref: weakref.ref, cond: threading.Condition, nice: int | None) -> None:
-    """The worker loop. Holds a strong reference to the Monitor only while working."""
-    _set_thread_nice(nice)
-    while True:
-        mon = ref()
-        if mon is None or mon._stop:
-            return
-        snap = mon._next()
-        if snap is None:
-            queue = mon._queue  # the deque reference does not keep the Monitor alive
-            del mon
-            _wait_for_work(cond, queue)
-            continue
-        try:
-            mon._process(snap)
-        finally:
-            mon._finish(snap.epoch)
-            mon._notify()
-        del mon, snap
-
-
 def _dispatch_main(ref: weakref.ref, cond: threading.Condition, nice: int | None) -> None:
-    """The worker loop with an executor: keep up to ``executor.workers`` snapshots in
-    flight (one until the first has fixed the reference layers), collect as they finish."""
-    import concurrent.futures as cf
+    """The monitor's one worker loop, whatever the executor: keep up to
+    ``_max_in_flight()`` snapshots at the executor, collect each as it finishes.
 
-    in_flight: dict[Any, int] = {}
+    Holds a strong reference to the Monitor only while handing work over or collecting,
+    never while waiting, so an abandoned Monitor is collected and this thread ends.
+    """
+    # submitting (pickling a snapshot) and collecting (the history, autosave) are
+    # background work too; the measuring threads get the same from their executor
+    _set_thread_nice(nice)
+    in_flight: dict[cf.Future, int] = {}
     while True:
         mon = ref()
-        if mon is None or mon._stop:
+        if mon is None:
             for fut in in_flight:
                 fut.cancel()
             return
-        limit = max(1, mon._executor.workers) if mon._reference is not None else 1
-        while len(in_flight) < limit:
+        if mon._stop:
+            mon._stop_tasks(in_flight)
+            mon._notify()
+            return
+        while len(in_flight) < mon._max_in_flight():
             snap = mon._next()
             if snap is None:
                 break
@@ -913,34 +1029,33 @@ def _dispatch_main(ref: weakref.ref, cond: threading.Condition, nice: int | None
                 mon._finish(snap.epoch)
                 mon._notify()
         if not in_flight:
-            queue = mon._queue
+            queue = mon._queue  # the deque reference does not keep the Monitor alive
             del mon
             _wait_for_work(cond, queue)
             continue
-        del mon  # not held while waiting on the cluster
+        del mon  # not held while the work runs (a task measuring here holds its own)
         done, _ = cf.wait(list(in_flight), timeout=_IDLE_POLL_S,
                           return_when=cf.FIRST_COMPLETED)
         mon = ref()
         for fut in done:
             epoch = in_flight.pop(fut)
-            if mon is None:
-                continue
-            try:
-                mon._collect(epoch, fut)
-            finally:
-                mon._finish(epoch)
-                mon._notify()
+            if mon is not None:
+                mon._settle(epoch, fut)
         del mon
 
 
-def _monitor_executor(executor: Any) -> tuple[Any, bool]:
-    """``(executor, or None for the in-process thread; whether the monitor owns it)``."""
-    from causal_widgets.live.executors import Executor, ThreadExecutor, get_executor
-
-    if executor is None or executor == "thread" or isinstance(executor, ThreadExecutor):
-        # measuring in a thread of this process is what the built-in worker does, with
-        # per-layer streaming, CUDA streams and the duty cycle
-        return None, False
+def _monitor_executor(executor: Any, nice: int | None, name: str) -> tuple[Executor, bool]:
+    """``(the executor snapshots go to, whether the monitor owns it)``."""
+    if executor is None or executor == "thread":
+        # measuring in this process: one daemon thread (the interpreter does not wait for
+        # a measurement nobody closed) at lowered priority (see the module docstring). The
+        # niceness is decided here, on the caller's thread: the executor's thread is
+        # started by the (already lowered) dispatcher and would otherwise be lowered twice
+        return ThreadExecutor(1, initializer=_set_thread_niceness,
+                              initargs=(_niceness_after(nice),), daemon=True,
+                              thread_name_prefix=name), True
+    if isinstance(executor, ThreadExecutor):
+        return executor, False
     if executor in ("process", "local", "ray"):
         return get_executor(executor, workers=1), True  # one local process; or Ray's pool
     if isinstance(executor, Executor) and executor.name != "serial":

@@ -1,1 +1,3 @@
-"""Networks as users write them: tracing a model, propagating ranges, finding and measuring its layers."""
+"""Networks as users write them: tracing a model, propagating ranges, finding and measuring its
+layers.
+"""

@@ -1,1 +1,3 @@
-"""The training loop's parts both the paper reproduction and the studies use: data, models, the loop."""
+"""The training loop's parts both the paper reproduction and the studies use: data, models, the
+loop.
+"""
