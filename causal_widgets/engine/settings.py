@@ -189,3 +189,17 @@ def _with_old_names(given: Mapping[str, Any], build: Any) -> MeasureSettings:
             raise
         names = "; ".join(f"{k}= is the old name of {new}=" for k, new in old)
         raise ValueError(f"{err} ({names})") from None
+
+
+#: keywords of ``measure_layer`` that describe the layer, not how it is measured
+LAYER_KEYWORDS = ("in_range", "out_range", "name", "in_shape", "group", "groups")
+
+
+def check_measure_keywords(kwargs: Mapping[str, Any], where: str) -> MeasureSettings:
+    """Validate the keywords a caller will pass to ``measure_layer`` for every layer (the
+    layer-describing ones aside); raises at the boundary, naming the bad setting."""
+    known = MeasureSettings.keywords() + tuple(ALIASES) + LAYER_KEYWORDS + ("settings",)
+    check_keywords(kwargs, known, where)
+    return MeasureSettings.from_kwargs(
+        {k: v for k, v in kwargs.items() if k not in LAYER_KEYWORDS}, where=where
+    )

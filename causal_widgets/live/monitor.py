@@ -84,6 +84,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from causal_widgets.engine.settings import check_measure_keywords
 from causal_widgets.live.executors import Executor, ThreadExecutor, get_executor
 from causal_widgets.live.store import History, _check_epoch, _jsonable
 
@@ -566,6 +567,10 @@ class Monitor:
         self._last_record = float("-inf")
         self._waiting = 0  # callers blocked in wait(): no duty cycle meanwhile
         self.in_range, self.measure_kwargs = _measurement_settings(example_input, measure_kwargs)
+        if measure_fn is None:
+            # checked here, in the caller's thread: a misspelt or invalid setting raises
+            # now instead of becoming an error entry for every layer of every snapshot
+            check_measure_keywords(self.measure_kwargs, where="Monitor()")
 
         self._source = model
         self._model = _private_copy(model, self.device)

@@ -88,3 +88,12 @@ def test_group_and_its_old_name_groups_agree():
 def test_settings_must_be_a_settings_object():
     with pytest.raises(TypeError, match="settings must be a MeasureSettings"):
         cw.measure_layer(_layer(), in_range=(0, 1), settings={"bins": 4})
+
+
+@pytest.mark.parametrize("make", ["Monitor", "CausalDashboard"])
+def test_live_entry_points_refuse_a_misspelt_setting_at_the_call(make):
+    model = nn.Sequential(nn.Linear(3, 2), nn.Sigmoid())
+    with pytest.raises(TypeError, match=r"'bnis' \(did you mean 'bins'\?\)"):
+        getattr(cw, make)(model, torch.rand(4, 3), in_range=(0, 1), bnis=8)
+    with pytest.raises(ValueError, match=r"tol=0 must be a positive number"):
+        getattr(cw, make)(model, torch.rand(4, 3), in_range=(0, 1), tol=0)
