@@ -250,14 +250,10 @@ def _daemon_worker(
 
 
 def _dumps(obj: Any) -> bytes:
-    """cloudpickle (by value for classes defined in ``__main__``/notebooks), else pickle."""
-    try:
-        from joblib.externals import cloudpickle  # scikit-learn's joblib ships it
-    except ImportError:  # pragma: no cover - joblib comes with scikit-learn
-        try:
-            import cloudpickle  # type: ignore[no-redef]
-        except ImportError:
-            return pickle.dumps(obj)
+    """cloudpickle: by value for classes defined in ``__main__`` / notebooks (a declared
+    dependency, so a notebook's model class reaches a process worker)."""
+    import cloudpickle
+
     return cloudpickle.dumps(obj)
 
 
