@@ -7,16 +7,12 @@ computes what it claims, against values derived by hand or by an independent met
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-
-from benchmarks import deepei_shim, floor, run, truth  # noqa: E402
+from benchmarks import deepei_shim, floor, run, truth
 
 
 def h2(p: float) -> float:

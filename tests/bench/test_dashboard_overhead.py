@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _load_script():
+def _load_script(repo_root: Path):
     spec = importlib.util.spec_from_file_location(
-        "dashboard_overhead", ROOT / "benchmarks" / "dashboard_overhead.py"
+        "dashboard_overhead", repo_root / "benchmarks" / "dashboard_overhead.py"
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -29,8 +27,8 @@ def _load_script():
 
 
 @pytest.fixture(scope="module")
-def script():
-    return _load_script()
+def script(repo_root: Path):
+    return _load_script(repo_root)
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-
-from benchmarks import scaling  # noqa: E402
+from benchmarks import scaling
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def quick(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict:
     out = tmp_path_factory.mktemp("scaling") / "scaling.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "scaling.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        [sys.executable, str(repo_root / "benchmarks" / "scaling.py"), "--quick", "--out",
+         str(out)],
+        capture_output=True, text=True, timeout=300, cwd=repo_root,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "### 1000-run study on 16 GPUs" in proc.stdout

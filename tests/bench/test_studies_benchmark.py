@@ -6,12 +6,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_sequential_and_pool_sweeps_agree_and_the_block_is_written(tmp_path):
+def test_sequential_and_pool_sweeps_agree_and_the_block_is_written(tmp_path, repo_root: Path):
     spec = importlib.util.spec_from_file_location("studies_bench",
-                                                  ROOT / "benchmarks" / "studies.py")
+                                                  repo_root / "benchmarks" / "studies.py")
     script = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = script
     spec.loader.exec_module(script)

@@ -8,17 +8,19 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = ["quickstart", "iris", "digits", "toy_layers", "study"]
 
 
-def test_every_notebook_is_tested() -> None:
-    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(NAMES)
+def test_every_notebook_is_tested(repo_root: Path) -> None:
+    notebooks = repo_root / "notebooks"
+    assert sorted(p.stem for p in notebooks.glob("*.ipynb")) == sorted(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+def test_notebook_runs(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo_root: Path
+) -> None:
+    nb = nbformat.read(repo_root / "notebooks" / f"{name}.ipynb", as_version=4)
     # the kernel inherits this environment: small sizes, and no finished run to load
     monkeypatch.setenv("CW_QUICK", "1")
     monkeypatch.delenv("CW_RESULTS", raising=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import struct
 
 import numpy as np
@@ -90,27 +89,17 @@ def test_shrink_keeps_constants_and_range() -> None:
         shrink_images(np.zeros((8, 8)))
 
 
-def _write_idx(path, array: np.ndarray, compress: bool = False) -> None:
-    codes = {np.uint8: 0x08, np.int32: 0x0C}
-    code = codes[array.dtype.type]
-    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    body = array.astype(array.dtype.newbyteorder(">")).tobytes()
-    opener = gzip.open if compress else open
-    with opener(path, "wb") as fh:
-        fh.write(header + body)
-
-
 @pytest.mark.parametrize("compress", [False, True])
-def test_read_idx_round_trip(tmp_path, compress: bool) -> None:
+def test_read_idx_round_trip(tmp_path, compress: bool, write_idx) -> None:
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
     name = "imgs.idx3-ubyte" + (".gz" if compress else "")
-    _write_idx(tmp_path / name, images, compress)
+    write_idx(tmp_path / name, images, compress)
     got = read_idx(tmp_path / name)
     assert got.shape == (4, 28, 28) and got.dtype == np.uint8
     assert np.array_equal(got, images)
     ints = np.array([[1, -2, 70000]], dtype=np.int32)
-    _write_idx(tmp_path / "ints.idx", ints)
+    write_idx(tmp_path / "ints.idx", ints)
     assert np.array_equal(read_idx(tmp_path / "ints.idx"), ints)
 
 
@@ -124,19 +113,21 @@ def test_read_idx_rejects_bad_files(tmp_path) -> None:
         read_idx(tmp_path / "short")
 
 
-def _fake_mnist(folder, n: int = 40, compress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _fake_mnist(
+    write_idx, folder, n: int = 40, compress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(7)
     images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
     labels = (np.arange(n) % 10).astype(np.uint8)
     suffix = ".gz" if compress else ""
-    _write_idx(folder / f"train-images-idx3-ubyte{suffix}", images, compress)
-    _write_idx(folder / f"train-labels-idx1-ubyte{suffix}", labels, compress)
+    write_idx(folder / f"train-images-idx3-ubyte{suffix}", images, compress)
+    write_idx(folder / f"train-labels-idx1-ubyte{suffix}", labels, compress)
     return images, labels
 
 
 @pytest.mark.parametrize("compress", [False, True])
-def test_load_mnist_from_idx(tmp_path, compress: bool) -> None:
-    images, labels = _fake_mnist(tmp_path, 40, compress)
+def test_load_mnist_from_idx(tmp_path, compress: bool, write_idx) -> None:
+    images, labels = _fake_mnist(write_idx, tmp_path, 40, compress)
     ds = load_mnist_data(tmp_path, n_train=15)
     keep = labels < 5  # 20 of the 40 examples are digits 0-4, in file order
     assert len(ds.x_train) == 15 and len(ds.x_test) == 5
@@ -148,11 +139,11 @@ def test_load_mnist_from_idx(tmp_path, compress: bool) -> None:
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
 
 
-def test_missing_mnist_is_a_clear_error(tmp_path) -> None:
+def test_missing_mnist_is_a_clear_error(tmp_path, write_idx) -> None:
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
         load_mnist_data(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_mnist_data(tmp_path / "nowhere")
-    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
     with pytest.raises(FileNotFoundError, match="train-labels-idx1-ubyte"):
         load_mnist_data(tmp_path)
