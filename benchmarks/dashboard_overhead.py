@@ -159,7 +159,7 @@ def run_arm(
     record_ms: list[float] = []
     if with_dash:
         from causal_widgets.engine.layer_measure import measure_layer
-        from causal_widgets.network.graph import find_layers
+        from causal_widgets.network.discovery import find_layers
         from causal_widgets.widgets.dashboard import CausalDashboard
 
         names = [lay.name for lay in find_layers(model, ds.x_train, in_range=(0.0, 1.0))]
@@ -523,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     epochs = {"iris": args.iris_epochs, "digits": args.digits_epochs}
 
     import causal_widgets.engine.layer_measure  # noqa: F401
-    import causal_widgets.network.graph  # noqa: F401 - imports paid before any timer
+    import causal_widgets.network.measure  # noqa: F401 - imports paid before any timer
     import causal_widgets.widgets.dashboard  # noqa: F401
 
     report: dict[str, Any] = {

@@ -50,6 +50,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from benchmarks import deepei_shim, floor, report, truth  # noqa: E402
+from causal_widgets.jsonable import to_jsonable  # noqa: E402
 
 DOCS = REPO / "docs" / "benchmarks.md"
 TRUTH_CACHE = REPO / "benchmarks" / "truth_cache.json"
@@ -653,18 +654,9 @@ def write_docs(res: dict, path: Path = DOCS) -> None:
     path.write_text(f"{head}{BEGIN}\n{render_markdown(res)}\n{END}{tail}")
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
+# the package's one JSON-safe conversion (non-finite numbers -> null), under the name
+# this script and its tests have used
+_jsonable = to_jsonable
 
 
 def main(argv: list[str] | None = None) -> int:

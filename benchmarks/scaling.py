@@ -755,7 +755,7 @@ def bench_models(cfg: Config, log: Callable[[str], None]) -> dict[str, Any]:
     the exact engine for dense layers, sampling for pooling windows), whole EI and the
     rest as the difference, and the torch operator counts of both calls.
     """
-    from causal_widgets.network.graph import find_layers
+    from causal_widgets.network.discovery import find_layers
 
     pair_kw = {"bins": 8, "metrics": ["ei_parts", "sensitivity"]}
     out: dict[str, Any] = {}
@@ -848,7 +848,7 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
                 kw["samples"] = spec["samples"]
             measure(net, bins=8, **kw)
         else:
-            from causal_widgets.network.graph import find_layers
+            from causal_widgets.network.discovery import find_layers
 
             model = build_model(spec["model"], "trained-like")
             for lay in find_layers(model, example_input(spec["model"]), in_range=(0.0, 1.0)):

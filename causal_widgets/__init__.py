@@ -14,14 +14,10 @@ import importlib
 
 __version__ = "0.1.0"
 
-# The engine is imported eagerly, and `graph` last: importing the submodule
-# `causal_widgets.measure` binds that name on the package, and `cw.measure` must be
-# the function `graph.measure`.
-# isort: off
 from .engine.layer import Activation, Layer, layer_from_module
 from .engine.layer_measure import LayerResult, ei, ei_parts, measure_layer, sensitivity
-from .network.graph import find_layers, measure
-# isort: on
+from .network.discovery import find_layers
+from .network.measure import measure
 
 # The live parts are imported on first use, so `import causal_widgets` stays light
 # (anywidget and the worker thread machinery load only when a dashboard is made).
@@ -29,8 +25,8 @@ _LAZY = {
     "Monitor": "live.monitor",
     "History": "live.store",
     "CausalDashboard": "widgets.dashboard",
-    "attach": "widgets.dashboard",
-    "CausalDashboardCallback": "widgets.dashboard",
+    "attach": "widgets.attach",
+    "CausalDashboardCallback": "widgets.attach",
     "StudyDashboard": "widgets.study_dashboard",
     "Executor": "live.executors",
     "ProcessExecutor": "live.executors",

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sw.add_argument("study", nargs="?", help="the study file (TOML; see causal_widgets.studies.spec)")
+    sw.add_argument("study", nargs="?",
+                    help="the study file (TOML; see causal_widgets.studies.spec)")
     sw.add_argument("--preset", choices=["memorization", "dropout", "depth"],
                     help="a study for one of the paper's open questions instead of a file")
     sw.add_argument("--out", required=True, type=Path, help="output directory")

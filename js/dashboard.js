@@ -1,51 +1,26 @@
 // causal_widgets dashboard front-end (anywidget ESM, no dependencies; DOM + SVG).
 //
-// Python (causal_widgets/widgets.py) sends compact, already-measured data:
-//   plane        {layer: {epoch: [...], ei: [...], ei_lo, ei_hi, ei_parts..., sensitivity...}}
+// Python (causal_widgets/widgets/dashboard.py, payloads.py) sends compact, already-measured
+// data:
+//   plane        {layer: {epoch: [...], ei: [...], ei_lo, ei_hi, ei_parts..., sensitivity...,
+//                 xy: {ei: {x, y, x0, x1, y0, y1}, ei_parts: {...}}}}  (plane coordinates)
 //   layers       [{name, n_in, n_out, kind}]
 //   scalars      {epoch: [...], loss: [...], accuracy: [...]}
 //   heatmap      the selected layer's matrices at the scrubbed epoch (rows = inputs i)
 //   edge_history the pinned edge's E and S over the measured epochs
 //   status, errors
-// and this file draws it. All values are in bits. Pure logic (scales, the 45-degree
-// plane transform, colours, lookups, formatting) is exported for node's test runner.
+// and this file draws it. All values are in bits; the causal-plane coordinates are
+// Python's (causal_widgets.engine.plane), never recomputed here. Pure logic (scales,
+// colours, lookups, formatting) is exported for node's test runner.
 // The helpers it shares with study.js live in plot_common.js (inlined for the browser by
-// causal_widgets.widgets.esm_bundle); those node's tests take from here are re-exported.
+// causal_widgets.widgets.frontend.esm_bundle); those node's tests take from here are
+// re-exported.
 
 import { axisBottom, axisLeft, clear, epochIndex, epochPlayer, equalAspect, formatBits, formatScalar, h, layerColor, linePath, linearScale, markerPoint, metricSwitch, nearestEpoch, nextEpoch, niceTicks, planeFrame, s, seriesExtent, size, svgText, tickFmt, viewCore } from "./plot_common.js";
 
 export { epochIndex, equalAspect, formatBits, layerColor, linePath, linearScale, markerPoint, nearestEpoch, nextEpoch, niceTicks, seriesExtent };
 
 // ------------------------------------------------------------------ pure helpers
-
-/** The causal plane's coordinates of one measurement.
- *  With S = sensitivity, D = S - M the degeneracy (M = EI, or EI_parts in its place):
- *  x = (S - D)/sqrt2 = M/sqrt2 and y = (S + D)/sqrt2 = (2S - M)/sqrt2 (bits). */
-export function planeXY(sensitivity, metricValue) {
-  if (!Number.isFinite(sensitivity) || !Number.isFinite(metricValue)) return null;
-  return {
-    x: metricValue / Math.SQRT2,
-    y: (2 * sensitivity - metricValue) / Math.SQRT2,
-  };
-}
-
-/** Conservative plane-space error bar from the 95 % CIs of S and M.
- *  x depends on M only; y = (2S - M)/sqrt2 is bounded by pairing S's low end with M's
- *  high end (and the reverse), a box that contains every combination of the two CIs. */
-export function planeCI(s, sLo, sHi, m, mLo, mHi) {
-  const ok = (v) => Number.isFinite(v);
-  if (!ok(s) || !ok(m)) return null;
-  const ml = ok(mLo) ? mLo : m;
-  const mh = ok(mHi) ? mHi : m;
-  const sl = ok(sLo) ? sLo : s;
-  const sh = ok(sHi) ? sHi : s;
-  return {
-    x0: ml / Math.SQRT2,
-    x1: mh / Math.SQRT2,
-    y0: (2 * sl - mh) / Math.SQRT2,
-    y1: (2 * sh - ml) / Math.SQRT2,
-  };
-}
 
 const BLUES = [
   [247, 251, 255], [222, 235, 247], [198, 219, 239], [158, 202, 225], [107, 174, 214],
@@ -100,22 +75,25 @@ export function formatValue(v) {
 }
 
 /** One layer's trajectory in the plane: points in epoch order, measurements where S or
- *  the chosen metric is missing skipped. Each point carries its epoch and CI box. */
+ *  the chosen metric is missing (no coordinates) skipped. Each point carries its epoch and
+ *  CI box. The coordinates come computed from Python (`layerData.xy[metric]`: x, y and the
+ *  box x0, x1, y0, y1; causal_widgets.engine.plane), this only collects them. */
 export function trajectoryPoints(layerData, metric = "ei") {
   if (!layerData || !layerData.epoch) return [];
   const ep = layerData.epoch;
   const S = layerData.sensitivity || [];
   const M = layerData[metric] || [];
+  const P = (layerData.xy || {})[metric] || {};
+  const at = (key, k) => (P[key] || [])[k];
+  const ok = (v) => Number.isFinite(v);
   const pts = [];
   for (let k = 0; k < ep.length; k++) {
-    const xy = planeXY(S[k], M[k]);
-    if (!xy) continue;
-    const ci = planeCI(
-      S[k], (layerData.sensitivity_lo || [])[k], (layerData.sensitivity_hi || [])[k],
-      M[k], (layerData[`${metric}_lo`] || [])[k], (layerData[`${metric}_hi`] || [])[k],
-    );
+    const x = at("x", k), y = at("y", k);
+    if (!ok(x) || !ok(y)) continue;
+    const box = { x0: at("x0", k), x1: at("x1", k), y0: at("y0", k), y1: at("y1", k) };
+    const ci = Object.values(box).every(ok) ? box : null;
     pts.push({
-      epoch: ep[k], x: xy.x, y: xy.y, ci,
+      epoch: ep[k], x, y, ci,
       s: S[k], m: M[k], d: S[k] - M[k],
     });
   }

@@ -1,8 +1,8 @@
 // causal_widgets front-end helpers shared by dashboard.js and study.js (no dependencies).
 //
 // anywidget loads ONE ES module per widget, so this file is never loaded on its own in the
-// browser: causal_widgets.widgets.esm_bundle() puts its text in place of each front-end's
-// `import { ... } from "./plot_common.js";` line (with `export ` taken off its top-level
+// browser: causal_widgets.widgets.frontend.esm_bundle() puts its text in place of each
+// front-end's `import { ... } from "./plot_common.js";` line (with `export ` taken off its top-level
 // declarations), and node's test runner resolves the import as it stands. So: top-level
 // declarations only (`export function`, `export const`, plain helpers), no imports, no
 // default export, and no top-level name that dashboard.js or study.js declares again.

@@ -1,6 +1,6 @@
 // causal_widgets study dashboard front-end (anywidget ESM, no dependencies; DOM + SVG).
 //
-// Python (causal_widgets/study_widgets.py) computes everything and sends:
+// Python (causal_widgets/widgets/study_dashboard.py) computes everything and sends:
 //   groups   [{name, colour, n_runs, n_complete, settings}]     every configuration
 //   runs     [{run_id, group, seed, status, colour}]               every run
 //   layers   [name, ...]   epochs [e, ...]   (all layers, union of measured epochs)
@@ -9,14 +9,15 @@
 //   curves   {group: {epoch, n, loss, loss_sd, test_accuracy, test_accuracy_sd}}
 //   error    what is wrong ("" when nothing)
 // and the user's state: selected_groups, selected_runs, epoch, plane_metric, layer_filter.
-// x = M/sqrt2, y = (2S - M)/sqrt2 in bits (the causal plane's 45-degree layout, as in
-// dashboard.js); a group's x/y are the means over its seeds, x_sd/y_sd the spread.
+// x = M/sqrt2, y = (2S - M)/sqrt2 in bits (the causal plane's 45-degree layout, computed in
+// Python by causal_widgets.engine.plane like dashboard.js's); a group's x/y are the means
+// over its seeds, x_sd/y_sd the spread.
 //
 // The helpers this shares with dashboard.js (scales, ticks, equal aspect, nearest epoch,
 // line paths, DOM/SVG, the plane's frame, the epoch player) live in plot_common.js, which
-// causal_widgets.widgets.esm_bundle inlines for the browser (anywidget loads one module per
-// widget). Pure logic is exported for node's test runner (js/tests/study.test.mjs); the
-// shared helpers those tests use are re-exported.
+// causal_widgets.widgets.frontend.esm_bundle inlines for the browser (anywidget loads one
+// module per widget). Pure logic is exported for node's test runner
+// (js/tests/study.test.mjs); the shared helpers those tests use are re-exported.
 
 import { clear, epochIndex, epochPlayer, equalAspect, formatBits, formatScalar, h, layerColor, linePath, linearScale, markerPoint, metricSwitch, nearestEpoch, nextEpoch, niceTicks, planeFrame, s, seriesExtent, size, svgText, tickFmt, viewCore } from "./plot_common.js";
 

@@ -10,7 +10,7 @@ import causal_widgets as cw
 
 def test_measure_is_the_network_function_even_after_submodule_import():
     importlib.import_module("causal_widgets.engine.layer_measure")
-    assert callable(cw.measure) and cw.measure.__module__ == "causal_widgets.network.graph"
+    assert callable(cw.measure) and cw.measure.__module__ == "causal_widgets.network.measure"
     assert cw.measure_layer.__module__ == "causal_widgets.engine.layer_measure"
 
 

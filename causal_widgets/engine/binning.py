@@ -4,7 +4,7 @@ Every metric in causal_widgets discretises a neuron's value into ``bins`` equal-
 bins over a range ``[lo, hi]``. Bins are left-closed and the last one is also
 right-closed, so a float32 sigmoid that rounds to exactly 1.0 lands in the last bin.
 Values outside the range are clipped into the edge bins and *counted*, never dropped
-silently (see ``../shared/docs/metrics.md``).
+silently (see ``docs/metrics.md``).
 
 Example
 -------

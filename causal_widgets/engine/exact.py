@@ -3,7 +3,7 @@
 For a dense layer with an elementwise monotone non-decreasing activation, the joint
 distribution of one binned input ``X_i`` and one binned output ``Y_j`` under the
 intervention is known in closed form up to one univariate distribution function
-(see ``../shared/docs/metrics.md``):
+(see ``docs/metrics.md``):
 
 * ``z_j = w_ji x_i + S_ij`` with ``S_ij = b_j + sum_{l != i} w_jl x_l`` and every
   ``x_l ~ U(lo, hi)`` independent (``intervention="all"``, the EI_parts matrix), or

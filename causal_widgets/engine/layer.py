@@ -140,13 +140,78 @@ class DenseForm:
 
     def interval_bounds(self, in_range: Range) -> Range:
         """Exact bounds of the layer's output over ``x in [lo, hi]^n`` (interval arithmetic)."""
-        lo, hi = in_range
-        w = self.weight
-        z_hi = np.maximum(w * lo, w * hi).sum(axis=1) + self.bias
-        z_lo = np.minimum(w * lo, w * hi).sum(axis=1) + self.bias
-        act = self.activation
-        y = act.apply_numpy(np.array([z_lo.min(), z_hi.max()]))
+        z_lo, z_hi = linear_bounds(self.weight, self.bias, in_range)
+        y = self.activation.apply_numpy(np.array([z_lo, z_hi]))
         return float(y[0]), float(y[1])
+
+
+# --------------------------------------------------------------------------- dense forms
+# The one place that turns a Linear / Conv module into the W, b of act(W x + b): the layer
+# model (dense_form_of, conv_dense_form), the network discovery (its layers' dense forms
+# and the interval bounds it propagates) and the measure API all build them here.
+
+
+def _f64(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(t, torch.Tensor):
+        return t.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(t, dtype=np.float64)
+
+
+def linear_bounds(
+    weight: torch.Tensor | np.ndarray,
+    bias: torch.Tensor | np.ndarray | None,
+    in_range: Range,
+) -> Range:
+    """Exact interval bound of ``W x + b`` (before any activation) over ``x in [lo, hi]^n``.
+
+    ``z_hi = max_j (sum_k max(w_jk lo, w_jk hi) + b_j)``, ``z_lo`` likewise with ``min``.
+    ``weight`` is ``(m, ...)``, flattened to ``(m, n)`` (a conv's dense weight may come
+    unflattened); tensors or arrays, computed in float64.
+    """
+    lo, hi = in_range
+    w = _f64(weight)
+    w = w.reshape(w.shape[0], -1)
+    b = _f64(bias) if bias is not None else 0.0
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf weights: caught by callers
+        z_hi = np.maximum(w * lo, w * hi).sum(axis=1) + b
+        z_lo = np.minimum(w * lo, w * hi).sum(axis=1) + b
+    return float(np.min(z_lo)), float(np.max(z_hi))
+
+
+def dense_weight(module: nn.Linear | nn.Conv1d | nn.Conv2d) -> torch.Tensor:
+    """The ``W`` of ``W x + b``: a Linear's weight, or a conv's over one receptive field.
+
+    A conv is a dense ``(C_out, C_in * prod(k))`` matrix on one receptive field (stride,
+    padding and dilation do not change what a single interior position computes). With
+    ``groups = G`` output channel ``o`` sees only the input channels of its group, so the
+    matrix is block-diagonal; columns are ordered like ``patch.reshape(-1)`` for a patch of
+    shape ``(C_in, *k)``. Detached, in the weight's dtype and on its device.
+    """
+    w = module.weight.detach()
+    if isinstance(module, nn.Linear):
+        return w
+    c_out, c_in_g = w.shape[:2]
+    k = math.prod(w.shape[2:])
+    groups = module.groups
+    if groups == 1:
+        return w.reshape(c_out, -1)
+    dense = torch.zeros(c_out, c_in_g * groups, k, dtype=w.dtype, device=w.device)
+    per = c_out // groups
+    for gi in range(groups):
+        rows = slice(gi * per, (gi + 1) * per)
+        cols = slice(gi * c_in_g, (gi + 1) * c_in_g)
+        dense[rows, cols] = w[rows].reshape(per, c_in_g, k)
+    return dense.reshape(c_out, -1)
+
+
+def dense_form(module: nn.Linear | nn.Conv1d | nn.Conv2d, activation: Activation) -> DenseForm:
+    """``act(W x + b)`` of a Linear / Conv followed by ``activation``: a float64 snapshot.
+
+    The caller checks that ``activation`` is monotone where the exact engine needs it.
+    """
+    w = _f64(dense_weight(module)).copy()
+    b = _f64(module.bias).copy() if module.bias is not None else np.zeros(w.shape[0])
+    return DenseForm(w, b, activation)
 
 
 def check_finite_weights(module: nn.Module, name: str) -> None:
@@ -212,14 +277,49 @@ def dense_form_of(module: nn.Module) -> DenseForm | None:
     act = activation_of(modules[1]) if len(modules) == 2 else Activation("identity")
     if act is None or not act.monotone:
         return None
-    lin: nn.Linear = modules[0]
-    w = lin.weight.detach().to("cpu", torch.float64).numpy().copy()
-    b = (
-        lin.bias.detach().to("cpu", torch.float64).numpy().copy()
-        if lin.bias is not None
-        else np.zeros(w.shape[0])
-    )
-    return DenseForm(w, b, act)
+    return dense_form(modules[0], act)
+
+
+def conv_dense_form(module: nn.Module, in_shape: tuple[int, ...]) -> DenseForm | None:
+    """Dense form of ``Conv2d`` (+ monotone activation) applied to one receptive field.
+
+    When the input is exactly one receptive field ``(C_in, kh, kw)`` (no padding, stride
+    and dilation irrelevant for a 1x1 output with dilation 1, one group), the conv is
+    ``act(W.reshape(C_out, -1) @ x + b)`` in the flattening order of ``(C_in, kh, kw)``.
+    The form is verified numerically against the module before it is trusted.
+    """
+    mods = list(module) if isinstance(module, nn.Sequential) else [module]
+    if not mods or len(mods) > 2 or not isinstance(mods[0], nn.Conv2d):
+        return None
+    conv: nn.Conv2d = mods[0]
+    act = activation_of(mods[1]) if len(mods) == 2 else Activation("identity")
+    if act is None or not act.monotone:
+        return None
+    kh, kw = conv.kernel_size
+    if isinstance(conv.padding, str):
+        no_padding = conv.padding == "valid"
+    else:
+        no_padding = tuple(conv.padding) == (0, 0)
+    if (
+        not no_padding
+        or conv.groups != 1
+        or tuple(conv.dilation) != (1, 1)
+        or tuple(in_shape) != (conv.in_channels, kh, kw)
+    ):
+        return None
+    dense = dense_form(conv, act)
+    w, b = torch.from_numpy(dense.weight), torch.from_numpy(dense.bias)
+    # verify on a few fixed points (a private generator: the global RNG stays untouched),
+    # run where the module lives (its first parameter is the conv's weight)
+    gen = torch.Generator().manual_seed(12345)
+    x = torch.rand((8, *in_shape), generator=gen, dtype=torch.float64)
+    ref = module(x.to(device=conv.weight.device, dtype=conv.weight.dtype)).reshape(8, -1)
+    mine = act(x.reshape(8, -1) @ w.T + b)
+    if ref.shape != mine.shape or not torch.allclose(
+        ref.to("cpu", torch.float64), mine, atol=1e-4, rtol=1e-4
+    ):
+        return None
+    return dense
 
 
 def last_activation(module: nn.Module) -> Activation | None:

@@ -5,7 +5,7 @@
 >>> r = cw.measure_layer(layer, in_range=(0.0, 1.0), bins=8)          # doctest: +SKIP
 >>> r.ei, r.ei_parts, r.sensitivity, r.degeneracy, r.integration    # doctest: +SKIP
 
-All quantities are in **bits** and follow ``../shared/docs/metrics.md``. With ``X`` the
+All quantities are in **bits** and follow ``docs/metrics.md``. With ``X`` the
 binned inputs and ``Y`` the binned outputs under the maximum-entropy intervention
 (every input independently uniform over ``in_range``):
 
@@ -57,9 +57,7 @@ import dataclasses
 import inspect
 import math
 import numbers
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,11 +68,10 @@ from torch import nn
 
 from causal_widgets.engine.binning import bin_index, check_range
 from causal_widgets.engine.layer import (
-    Activation,
     DenseForm,
     Layer,
-    activation_of,
     check_finite_weights,
+    conv_dense_form,
     layer_from_module,
 )
 from causal_widgets.engine.settings import (  # noqa: F401  (METRICS etc. re-exported)
@@ -84,6 +81,8 @@ from causal_widgets.engine.settings import (  # noqa: F401  (METRICS etc. re-exp
     METRICS,
     MeasureSettings,
 )
+from causal_widgets.guards import untouched
+from causal_widgets.jsonable import to_jsonable
 
 #: Order of the scalar metrics in :meth:`LayerResult.to_frame`.
 SCALAR_METRICS = (
@@ -200,7 +199,7 @@ class LayerResult:
             d[k] = s.get(k)
         d["in_range"] = list(s["in_range"]) if s.get("in_range") is not None else None
         d["out_range"] = list(s["out_range"]) if s.get("out_range") is not None else None
-        d["settings"] = _jsonable(s)
+        d["settings"] = to_jsonable(s)
         d["warnings"] = list(self.warnings)
         return d
 
@@ -250,20 +249,6 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    if v is None or isinstance(v, (str, int, float, bool)):
-        return v
-    return str(v)
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -289,86 +274,6 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     if a.type != b.type:
         return False
     return a.type != "cuda" or (a.index or 0) == (b.index or 0)
-
-
-@contextmanager
-def _untouched(fn: Any, device: torch.device | None = None):
-    """Run with grad off and modules in eval mode; restore RNG, grad mode and flags after.
-
-    Eval mode matters: dropout would add noise to the layer and a training-mode
-    BatchNorm would both change its output and overwrite its running statistics.
-    The measurement itself never draws from the global RNG (every draw uses a private
-    generator); the global state is still saved and restored, against modules that draw
-    from it in ``forward``, but only on the main thread: restoring it from a background
-    worker (the monitor) would rewind random numbers the training thread drew meanwhile.
-    """
-    main = threading.current_thread() is threading.main_thread()
-    cpu_state = torch.get_rng_state() if main else None
-    cuda_states = (
-        torch.cuda.get_rng_state_all()
-        if main and torch.cuda.is_available() and torch.cuda.is_initialized()
-        else None
-    )
-    modes = [(m, m.training) for m in fn.modules()] if isinstance(fn, nn.Module) else []
-    try:
-        for m, _ in modes:
-            m.training = False  # flag only: an overridden .eval() could have side effects
-        with torch.no_grad():
-            yield
-    finally:
-        for m, t in modes:
-            m.training = t
-        if cpu_state is not None:
-            torch.set_rng_state(cpu_state)
-        if cuda_states is not None:
-            torch.cuda.set_rng_state_all(cuda_states)
-
-
-def _conv_dense_form(module: nn.Module, in_shape: tuple[int, ...]) -> DenseForm | None:
-    """Dense form of ``Conv2d`` (+ monotone activation) applied to one receptive field.
-
-    When the input is exactly one receptive field ``(C_in, kh, kw)`` (no padding, stride
-    and dilation irrelevant for a 1x1 output with dilation 1, one group), the conv is
-    ``act(W.reshape(C_out, -1) @ x + b)`` in the flattening order of ``(C_in, kh, kw)``.
-    The form is verified numerically against the module before it is trusted.
-    """
-    mods = list(module) if isinstance(module, nn.Sequential) else [module]
-    if not mods or len(mods) > 2 or not isinstance(mods[0], nn.Conv2d):
-        return None
-    conv: nn.Conv2d = mods[0]
-    act = activation_of(mods[1]) if len(mods) == 2 else Activation("identity")
-    if act is None or not act.monotone:
-        return None
-    kh, kw = conv.kernel_size
-    if isinstance(conv.padding, str):
-        no_padding = conv.padding == "valid"
-    else:
-        no_padding = tuple(conv.padding) == (0, 0)
-    if (
-        not no_padding
-        or conv.groups != 1
-        or tuple(conv.dilation) != (1, 1)
-        or tuple(in_shape) != (conv.in_channels, kh, kw)
-    ):
-        return None
-    w = conv.weight.detach().to("cpu", torch.float64).reshape(conv.out_channels, -1)
-    b = (
-        conv.bias.detach().to("cpu", torch.float64)
-        if conv.bias is not None
-        else torch.zeros(conv.out_channels, dtype=torch.float64)
-    )
-    dense = DenseForm(w.numpy().copy(), b.numpy().copy(), act)
-    # verify on a few fixed points (a private generator: the global RNG stays untouched)
-    dev, dtype = _module_device_dtype(module)
-    gen = torch.Generator().manual_seed(12345)
-    x = torch.rand((8, *in_shape), generator=gen, dtype=torch.float64)
-    ref = module(x.to(device=dev, dtype=dtype or torch.float32)).reshape(8, -1)
-    mine = act(x.reshape(8, -1) @ w.T + b)
-    if ref.shape != mine.shape or not torch.allclose(
-        ref.to("cpu", torch.float64), mine, atol=1e-4, rtol=1e-4
-    ):
-        return None
-    return dense
 
 
 def _resolve_layer(
@@ -425,7 +330,7 @@ def _resolve_layer(
     conv_dense = None
     if isinstance(layer, nn.Module) and in_shape is not None and in_range is not None:
         try:
-            conv_dense = _conv_dense_form(layer, tuple(int(s) for s in in_shape))
+            conv_dense = conv_dense_form(layer, tuple(int(s) for s in in_shape))
         except Exception:  # noqa: BLE001 - not a receptive-field conv; layer_from_module
             conv_dense = None  # below reports whatever is wrong with the module
         if conv_dense is not None and out_range is None:
@@ -832,7 +737,7 @@ def measure_layer(
         settings = settings.replace(**changed)
 
     fn = layer.fn if isinstance(layer, Layer) else layer
-    with _untouched(fn):
+    with untouched(fn):
         lyr = _resolve_layer(layer, in_range, out_range, name, in_shape)
         return _measure(lyr, settings, group)
 

@@ -30,8 +30,8 @@ How it works
   is measured in this process, as below; a process or Ray executor gets one task per
   snapshot (:func:`measure_snapshot_task`) and its results arrive when the task is done.
 * The worker loads each snapshot into the private model, finds its layers with
-  :func:`causal_widgets.network.graph.find_layers` (the layer list of the first snapshot is the
-  reference; a layer whose shape differs later is reported as an error naming the layer
+  :func:`causal_widgets.network.discovery.find_layers` (the layer list of the first snapshot is
+  the reference; a layer whose shape differs later is reported as an error naming the layer
   and both shapes, and the other layers are still measured), then measures layer after
   layer with :func:`causal_widgets.engine.layer_measure.measure_layer`, adding each result to the
   :class:`~causal_widgets.live.store.History` as soon as it is done and calling ``on_update()``.
@@ -85,8 +85,9 @@ import torch
 from torch import nn
 
 from causal_widgets.engine.settings import check_measure_keywords
+from causal_widgets.jsonable import to_jsonable
 from causal_widgets.live.executors import Executor, ThreadExecutor, get_executor
-from causal_widgets.live.store import History, _check_epoch, _jsonable
+from causal_widgets.live.store import History, _check_epoch
 
 #: seconds an idle dispatcher sleeps between checks that its Monitor still exists
 _IDLE_POLL_S = 0.5
@@ -96,8 +97,8 @@ _ACTIVE_S = 2.0
 
 
 def _find_layers(model: nn.Module, example_input: Any, layers: Any, in_range: Any) -> list:
-    """graph.find_layers, imported on first use (graph pulls in torch.fx)."""
-    from causal_widgets.network.graph import find_layers
+    """network.discovery.find_layers, imported on first use (it pulls in torch.fx)."""
+    from causal_widgets.network.discovery import find_layers
 
     return find_layers(model, example_input, layers=layers, in_range=in_range)
 
@@ -203,11 +204,11 @@ def _warm_trace(model: nn.Module) -> None:
     """Trace the private copy with torch.fx now, on the caller's thread.
 
     Tracing patches ``nn.Module.__call__`` process-wide while it runs; done in the worker
-    it could break the training loop's forward passes. graph caches the trace, so the
-    worker never traces this model again. Models fx cannot trace fall back to forward hooks
+    it could break the training loop's forward passes. network.tracing caches the trace, so
+    the worker never traces this model again. Models fx cannot trace fall back to forward hooks
     on the private copy, which touch nothing global.
     """
-    from causal_widgets.network.graph import traced
+    from causal_widgets.network.tracing import traced
 
     try:
         traced(model)
@@ -469,7 +470,8 @@ class Monitor:
         the input range: its min/max).
     layers:
         which layers to measure (module paths / spans, as for
-        :func:`causal_widgets.network.graph.find_layers`); default: every measurable layer.
+        :func:`causal_widgets.network.discovery.find_layers`); default: every measurable
+        layer.
     every:
         measure when ``epoch % every == 0``; every recorded epoch's scalars are kept.
     drop_stale, max_pending:
@@ -582,7 +584,7 @@ class Monitor:
         self._last_signature = _signature(model, model.state_dict())
 
         self.history = history if history is not None else History()
-        self.history.settings.update(_jsonable(self._settings()))
+        self.history.settings.update(to_jsonable(self._settings()))
 
         self._reference: list[dict[str, Any]] | None = None  # first snapshot's layers
         self._queue: deque[_Snapshot] = deque()

@@ -57,24 +57,12 @@ import pyarrow.parquet as pq
 
 from causal_widgets.checks import is_int
 
+# the columns of the tidy frame, in order: the schema's one owner is engine.tidy
+from causal_widgets.engine.tidy import TIDY_COLUMNS
+from causal_widgets.jsonable import to_jsonable
+
 FORMAT_VERSION = 1
 
-#: columns of the tidy frame, in order (docs/design.md, "Tidy table")
-TIDY_COLUMNS = [
-    "layer",
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-    "method",
-    "samples",
-    "in_bins",
-    "out_bins",
-    "in_range",
-    "out_range",
-    "seed",
-    "version",
-]
 MATRIX_KINDS = ("ei_parts", "sensitivity")
 _BACKUP_SUFFIX = ".cw-old"
 _TMP_PREFIX = ".cw-tmp-"
@@ -86,21 +74,23 @@ def _package_version() -> str:
     return __version__
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data (tuples -> lists, numpy scalars -> numbers, else ``str``)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        # JSON has no NaN/inf; keep them readable and reversible as strings
-        return v if math.isfinite(v) else str(v)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    return str(value)
+# what the writer before to_jsonable put in meta.json for non-finite floats (str(float))
+_OLD_NON_FINITE = frozenset({"nan", "inf", "-inf"})
+
+
+def _read_old_settings(value: Any) -> Any:
+    """Saved settings as :func:`to_jsonable` writes them now: files written before it hold
+    a non-finite float as the string ``"nan"``/``"inf"``/``"-inf"``, read as ``None`` like
+    a NaN saved today. Only the settings are read this way, the one free-form numeric
+    part of ``meta.json`` (layer names and error messages are text and stay as written).
+    """
+    if isinstance(value, str):
+        return None if value in _OLD_NON_FINITE else value
+    if isinstance(value, dict):
+        return {k: _read_old_settings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_read_old_settings(v) for v in value]
+    return value
 
 
 def _check_epoch(epoch: Any) -> int:
@@ -248,7 +238,7 @@ class History:
                     f"layer description {dict(d)!r} lacks {sorted(missing)}: give dicts "
                     "with name, n_in, n_out and kind."
                 )
-            clean.append({str(k): _jsonable(v) for k, v in d.items()})
+            clean.append(to_jsonable(dict(d)))
         with self._lock:
             self._layers = clean
             self._touch()
@@ -387,9 +377,9 @@ class History:
                 "format": "causal_widgets.History",
                 "format_version": FORMAT_VERSION,
                 "version": _package_version(),
-                "settings": _jsonable(self.settings),
-                "layers": _jsonable(self._layers),
-                "errors": _jsonable(self._errors),
+                "settings": to_jsonable(self.settings),
+                "layers": to_jsonable(self._layers),
+                "errors": to_jsonable(self._errors),
                 "dropped": list(self._dropped),
                 "layer_order": [k[1] for k in self._results],
             }
@@ -461,7 +451,7 @@ class History:
                 "damaged or not written by History.save()."
             ) from err
 
-        h = cls(settings=meta.get("settings") or {})
+        h = cls(settings=_read_old_settings(meta.get("settings") or {}))
         h._layers = list(meta.get("layers") or [])
         h._errors = list(meta.get("errors") or [])
         h._dropped = [int(e) for e in meta.get("dropped") or []]

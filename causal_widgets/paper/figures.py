@@ -8,11 +8,12 @@ All functions take the tidy results of :mod:`causal_widgets.paper.reproduce` (co
 epoch, layer, metric, value, ...``; values in bits) and return matplotlib figures;
 :func:`save_figure` writes PNG and SVG.
 
-**The causal plane** (``../shared/docs/metrics.md``): each layer is a point (S, D) with
+**The causal plane** (``docs/metrics.md``): each layer is a point (S, D) with
 S = sensitivity and D = degeneracy = S - EI. The paper draws these axes rotated by 45
 degrees, so the horizontal coordinate is (S - D)/sqrt(2) = EI/sqrt(2) and the vertical
 one (S + D)/sqrt(2) = (2 S - EI)/sqrt(2). The vertical line x = 0 is the EI nullcline.
-With ``metric="ei_parts"`` EI_parts takes EI's place (D_parts = S - EI_parts).
+With ``metric="ei_parts"`` EI_parts takes EI's place (D_parts = S - EI_parts). The
+coordinates come from :func:`causal_widgets.engine.plane.plane_coords`.
 """
 
 from __future__ import annotations
@@ -22,14 +23,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
-SQRT2 = math.sqrt(2.0)
-PLANE_METRICS = ("ei", "ei_parts")
+from causal_widgets.extras import missing_extra
+
+try:  # matplotlib is the paper extra's, not the core's: say so when it is missing
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+except ImportError as err:
+    raise missing_extra("the paper's figures", "paper", err) from err
+
+# the plane's coordinates are data, not drawing: they live in the engine, where figures,
+# studies and both dashboards share the one function
+from causal_widgets.engine.plane import PLANE_METRICS, plane_coords, wide
+
 SERIES_METRICS = ("ei", "ei_parts", "sensitivity", "degeneracy", "integration")
 LABELS = {
     "ei": "EI",
@@ -50,44 +59,6 @@ def layer_colours(layers: Sequence[str]) -> dict[str, Any]:
     """One colour per layer (tab10, in network order)."""
     cmap = matplotlib.colormaps["tab10"]
     return {name: cmap(k % 10) for k, name in enumerate(layers)}
-
-
-def wide(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, epoch, layer), one column per metric (bits)."""
-    df = results
-    if "run" not in df.columns:
-        df = df.assign(run=0)
-    return (
-        df.pivot_table(index=["run", "epoch", "layer"], columns="metric", values="value",
-                       aggfunc="first")
-        .reset_index()
-        .sort_values(["run", "layer", "epoch"])
-    )
-
-
-def plane_coords(results: pd.DataFrame, metric: str = "ei") -> pd.DataFrame:
-    """``run, epoch, layer, x, y``: the 45-degree causal-plane coordinates (bits).
-
-    x = M / sqrt(2) and y = (2 S - M) / sqrt(2), M = EI (or EI_parts), S = sensitivity;
-    i.e. the (S, D) plane rotated by 45 degrees with D = S - M.
-    """
-    if metric not in PLANE_METRICS:
-        raise ValueError(f"metric={metric!r}: the plane uses 'ei' or 'ei_parts'.")
-    w = wide(results)
-    missing = [m for m in (metric, "sensitivity") if m not in w.columns]
-    if missing:
-        raise ValueError(
-            f"the results lack {missing}: measure with metrics including "
-            f"{metric!r} and 'sensitivity' to draw the causal plane."
-        )
-    w = w.dropna(subset=[metric, "sensitivity"])
-    return pd.DataFrame({
-        "run": w["run"].to_numpy(),
-        "epoch": w["epoch"].to_numpy(),
-        "layer": w["layer"].to_numpy(),
-        "x": w[metric].to_numpy() / SQRT2,
-        "y": (2.0 * w["sensitivity"].to_numpy() - w[metric].to_numpy()) / SQRT2,
-    })
 
 
 def plot_causal_plane(

@@ -339,6 +339,8 @@ class Study:
 
 def resolve_point(given: Mapping[str, Any], *, quick: bool = False) -> dict[str, Any]:
     """One run's full settings: ``given`` over the dataset's paper defaults (and ``quick``)."""
+    # a study's defaults are the paper's schedules (its questions are asked at the paper's
+    # settings), so they are read from the paper, not copied; the loop itself is training's
     from causal_widgets.paper.reproduce import PRESETS, QUICK
     from causal_widgets.training.models import parse_layers
 

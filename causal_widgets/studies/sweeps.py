@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from causal_widgets.engine.plane import plane_coords
 from causal_widgets.live.executors import (
     Executor,
     ProcessExecutor,
@@ -115,12 +116,10 @@ def run_plane_coords(results: pd.DataFrame, metric: str = "ei") -> pd.DataFrame:
     """``run_id, group, layer, epoch, x, y``: every run's causal-plane points (bits).
 
     ``x = M / sqrt(2)``, ``y = (2 S - M) / sqrt(2)`` (M = EI or EI_parts, S = sensitivity),
-    computed by :func:`causal_widgets.paper.figures.plane_coords` with the run id as the run.
+    computed by :func:`causal_widgets.engine.plane.plane_coords` with the run id as the run.
     Points where either value is missing or not finite are left out; empty when the
     results lack ``metric`` or sensitivity. Sorted by group, run, layer, epoch.
     """
-    from causal_widgets.paper.figures import plane_coords
-
     cols = ["run_id", "group", "layer", "epoch", "x", "y"]
     need = {"run_id", "group", "layer", "epoch", "metric", "value"}
     if results is None or results.empty or not need <= set(results.columns):
@@ -201,11 +200,11 @@ def _check_study_dir(out: Path, study: Study) -> None:
                 f"{out} holds another study (differs in: {', '.join(diff)}): rerun the same "
                 "study to resume it, or pass a new --out directory."
             )
-    from causal_widgets.paper.reproduce import _atomic_write_text
+    from causal_widgets.files import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out / "study.json", json.dumps(new, indent=1))
-    _atomic_write_text(out / "study.toml", study.source or study.to_toml())
+    atomic_write_text(out / "study.json", json.dumps(new, indent=1))
+    atomic_write_text(out / "study.toml", study.source or study.to_toml())
 
 
 def _partition(out: Path, dataset: str, rid: str) -> Path:
@@ -254,11 +253,11 @@ def run_point(point: Mapping[str, Any], out: str | os.PathLike, threads: int = 1
     """
     import torch
 
-    from causal_widgets.paper.reproduce import (
+    from causal_widgets.training.loop import (
         Config,
-        _parquet_ready,
         collect,
         load_dataset,
+        parquet_ready,
         train_run,
     )
 
@@ -285,7 +284,7 @@ def run_point(point: Mapping[str, Any], out: str | os.PathLike, threads: int = 1
     history = train_run(cfg, 0, ds, work, progress=False, log=lambda msg: None)
     results, scalars = collect([history])
     cols = _point_columns(point)
-    results = _parquet_ready(results.drop(columns=["run"]).assign(**cols))
+    results = parquet_ready(results.drop(columns=["run"]).assign(**cols))
     scalars = scalars.drop(columns=["run"]).assign(**cols)
     # scalars first: the results partition is the "finished" mark
     if _partition(out, SCALARS, rid).exists():

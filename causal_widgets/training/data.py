@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from causal_widgets.extras import missing_extra
+
 # IDX type codes (http://yann.lecun.com/exdb/mnist/): code -> (numpy dtype, big-endian)
 _IDX_DTYPES = {
     0x08: np.dtype(np.uint8),
@@ -106,7 +108,10 @@ def load_iris_data(seed: int = 0, n_train: int = 100) -> Dataset:
     The largest Iris feature is 7.9 cm, so dividing by 8 maps every feature into (0, 1),
     the sigmoid input range the first layer is measured over.
     """
-    from sklearn.datasets import load_iris
+    try:  # scikit-learn is the paper extra's, not the core's
+        from sklearn.datasets import load_iris
+    except ImportError as err:
+        raise missing_extra("the Iris data set", "paper", err) from err
 
     bunch = load_iris()
     x = bunch.data.astype(np.float64) / 8.0
@@ -164,7 +169,10 @@ def load_digits_data(
     shuffled with ``seed`` and split ``train_fraction`` / rest (676 / 225 by default; the
     paper's MNIST split, 25 000 of 30 596, is 82 % / 18 %).
     """
-    from sklearn.datasets import load_digits
+    try:  # scikit-learn is the paper extra's, not the core's
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise missing_extra("the digits data set", "paper", err) from err
 
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction={train_fraction} must lie strictly between 0 and 1.")

@@ -17,14 +17,20 @@ What crosses to the browser is compact (all values in bits):
 
 * ``plane``: per layer, column arrays over its measured epochs of ``ei``, ``ei_parts``,
   ``sensitivity`` and ``degeneracy`` with each one's
-  95 % CI (``<metric>_lo``, ``<metric>_hi``); the front-end draws the causal plane from
-  them (horizontal ``EI/sqrt2``, vertical ``(2 S - EI)/sqrt2``, see ``docs/metrics.md``).
+  95 % CI (``<metric>_lo``, ``<metric>_hi``), and under ``xy`` the causal-plane
+  coordinates computed here (horizontal ``M/sqrt2``, vertical ``(2 S - M)/sqrt2`` with
+  M = EI or EI_parts, each with its CI box; :mod:`causal_widgets.engine.plane`, see
+  ``docs/metrics.md``), which the front-end draws as they come.
 * ``scalars``: the loss/accuracy/... series for every recorded epoch.
 * ``heatmap``: only the selected layer's edge matrices at the scrubbed epoch
   (``E[i, j] = I(X_i; Y_j)``, ``S[i, j]``, ``S - E``) and the node contributions, recomputed
   here when ``epoch`` or ``selected_layer`` changes. Layers wider than
   :data:`HEATMAP_MAX_SIDE` neurons on a side are shown as block means.
 * ``edge_history``: E and S of the edge in ``pinned_edge`` over all measured epochs.
+
+The payloads are built by :mod:`causal_widgets.widgets.payloads`, the bundled front-end by
+:mod:`causal_widgets.widgets.frontend`; :func:`~causal_widgets.widgets.attach.attach` and
+the Lightning callback live in :mod:`causal_widgets.widgets.attach`.
 
 Updates from the measurement thread are coalesced: at most one push per
 ``min_interval`` seconds (0.2 s, stretched to five times the cost of the last push so a
@@ -33,13 +39,9 @@ history of hundreds of layers x epochs never keeps the kernel busy).
 
 from __future__ import annotations
 
-import math
-import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -48,299 +50,14 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-_JS_DIR = Path(str(files("causal_widgets.js")))
-
-# the one import form esm_bundle inlines: `import { a, b } from "./name.js";` on one line
-_LOCAL_IMPORT = re.compile(r'^import \{([^}\n]*)\} from "\./([\w.-]+\.js)";[ \t]*$', re.M)
-# any static import statement (what is left of these after inlining cannot be inlined)
-_OTHER_IMPORT = re.compile(r"""^[ \t]*import(?:[ \t]*[{*"']|[ \t]+[\w$])""", re.M)
-_EXPORT = re.compile(r"^export\b", re.M)
-# a top-level declaration (the front-end modules indent everything else), with its name
-_DECLARATION = re.compile(
-    r"^(export )?(?:async )?(?:function\*?|const|let|var|class) +([A-Za-z_$][\w$]*)", re.M
-)
-
-
-def esm_bundle(path: Path) -> str:
-    """The ES module at ``path`` as one self-contained module, for an anywidget ``_esm``.
-
-    anywidget loads ONE module per widget, so a relative import does not resolve in the
-    browser. Each line ``import { a, b } from "./name.js";`` is replaced by the text of
-    ``name.js`` (next to ``path``) with ``export `` taken off its top-level declarations;
-    node's test runner resolves the same import natively. One level deep: the inlined
-    module may not import or re-export anything itself. Raises ``ValueError`` for what
-    cannot be inlined that way (another import form, a missing file or name, ``export
-    default`` / ``export {...}`` in the inlined module, a top-level name declared twice).
-    """
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    own = {m.group(2) for m in _DECLARATION.finditer(text)}
-    inlined: set[str] = set()
-
-    def inline(match: re.Match) -> str:
-        names = [n.strip() for n in match.group(1).split(",") if n.strip()]
-        dep = path.parent / match.group(2)
-        where = f"{path.name}: {match.group(0).strip()!r}"
-        if dep.name in inlined:
-            raise ValueError(f"{where}: {dep.name} is imported twice; import it on one line")
-        inlined.add(dep.name)
-        if not dep.is_file():
-            raise ValueError(f"{where}: no file {dep}")
-        src = dep.read_text(encoding="utf-8")
-        if _OTHER_IMPORT.search(src):
-            raise ValueError(f"{where}: {dep.name} imports something itself; only one level "
-                             "of imports can be inlined")
-        declared = {m.group(2): bool(m.group(1)) for m in _DECLARATION.finditer(src)}
-        body = _DECLARATION.sub(lambda m: m.group(0)[len(m.group(1) or ""):], src)
-        left = _EXPORT.search(body)
-        if left:
-            line = body[left.start():].splitlines()[0]
-            raise ValueError(f"{where}: cannot inline {dep.name}'s {line!r} (only "
-                             "`export` of function/const/let/class declarations)")
-        for name in names:
-            if not re.fullmatch(r"[A-Za-z_$][\w$]*", name):
-                raise ValueError(f"{where}: cannot inline {name!r} (no renaming: import the "
-                                 "names as they are declared)")
-            if not declared.get(name):
-                raise ValueError(f"{where}: {dep.name} exports no {name!r}")
-        clash = sorted(own & set(declared))
-        if clash:
-            raise ValueError(f"{where}: {path.name} declares {clash} again, which {dep.name} "
-                             "declares too (one scope once inlined)")
-        return (f"// ---- {dep.name}, inlined by causal_widgets.widgets.dashboard.esm_bundle\n"
-                f"{body.rstrip()}\n// ---- end of {dep.name}")
-
-    out = _LOCAL_IMPORT.sub(inline, text)
-    left = _OTHER_IMPORT.search(out)
-    if left:
-        line = out[left.start():].splitlines()[0].strip()
-        raise ValueError(f"{path.name}: cannot inline {line!r} (only single-line "
-                         '`import { a, b } from "./name.js";`)')
-    return out
-
-
-def widget_css(name: str) -> str:
-    """A widget's ``_css``: ``js/common.css`` (the look both widgets share), then ``name``."""
-    return "\n".join((_JS_DIR / f).read_text(encoding="utf-8") for f in ("common.css", name))
-
-
-#: Matrices with more neurons than this on a side are sent as block means.
-HEATMAP_MAX_SIDE = 80
-
-#: Metrics carried in the ``plane`` trait (each with ``_lo`` / ``_hi`` CI bounds).
-#: The front-end derives D = S - EI (or S - EI_parts) itself, so integration and
-#: degeneracy_parts stay in ``results`` and do not cross (a third less to send).
-PLANE_METRICS = ("ei", "ei_parts", "sensitivity", "degeneracy")
-
-#: Decimal places kept for values sent to the browser: 1e-6 bits is far below any
-#: estimate's uncertainty and keeps the JSON short (display only; ``results`` is exact).
-_DECIMALS = 6
+from causal_widgets.jsonable import to_jsonable
+from causal_widgets.widgets.frontend import _JS_DIR, esm_bundle, widget_css
+from causal_widgets.widgets.payloads import _clean, heatmap_payload, nearest, plane_payload
 
 _MIN_INTERVAL = 0.2
 # while only the loss curve moves (training records every epoch, no result landed), refresh
 # it at most twice a second: each refresh holds the GIL against the training loop
 _SCALARS_INTERVAL = 0.5
-
-
-def _clean(values: Any, decimals: int | None = _DECIMALS) -> list:
-    """Floats rounded to ``decimals`` places (``None``: exact) as a JSON-safe list.
-
-    Non-finite values become ``None`` (JSON null): the browser must never see NaN.
-    """
-    arr = np.asarray(values, dtype=np.float64)
-    rounded = arr if decimals is None else np.round(arr, decimals)
-    out = rounded.astype(object)
-    out[~np.isfinite(arr)] = None
-    return out.tolist()
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types for an error/status entry (numpy scalars, NaN -> None)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
-
-
-def plane_payload(frame: pd.DataFrame) -> dict[str, dict[str, list]]:
-    """Per-layer column arrays of the plane metrics from a tidy results frame.
-
-    Returns ``{layer: {"epoch": [...], "ei": [...], "ei_lo": [...], "ei_hi": [...], ...}}``
-    for the metrics in :data:`PLANE_METRICS`, one entry per measured epoch of that layer
-    (sorted), ``None`` where a metric was not measured (or is not finite).
-    """
-    needed = {"layer", "epoch", "metric", "value"}
-    if frame is None or frame.empty or not needed <= set(frame.columns):
-        return {}
-    cols = ["layer", "epoch", "metric", "value"]
-    has_ci = {"ci_low", "ci_high"} <= set(frame.columns)
-    if has_ci:
-        cols += ["ci_low", "ci_high"]
-    df = frame.loc[frame["metric"].isin(PLANE_METRICS), cols].copy()
-    # a re-measured (epoch, layer, metric) keeps its latest value
-    df = df.drop_duplicates(["layer", "epoch", "metric"], keep="last")
-    if df.empty:
-        return {}
-    df["epoch"] = df["epoch"].astype(np.int64)
-    if not has_ci:
-        df["ci_low"] = np.nan
-        df["ci_high"] = np.nan
-    # unstack (not pivot_table) so only (layer, epoch) pairs that were measured appear
-    wide = df.set_index(["layer", "epoch", "metric"])[["value", "ci_low", "ci_high"]].unstack(
-        "metric"
-    )
-    layer_order = list(dict.fromkeys(df["layer"]))
-    out: dict[str, dict[str, list]] = {}
-    for layer in layer_order:
-        try:
-            block = wide.xs(layer, level="layer").sort_index()
-        except KeyError:
-            continue
-
-        def col(kind: str, metric: str, block: pd.DataFrame = block) -> np.ndarray:
-            if (kind, metric) in block.columns:
-                return block[(kind, metric)].to_numpy(dtype=np.float64)
-            return np.full(len(block), np.nan)
-
-        entry: dict[str, list] = {"epoch": [int(e) for e in block.index]}
-        values = {m: (col("value", m), col("ci_low", m), col("ci_high", m)) for m in PLANE_METRICS}
-        for m, (v, lo, hi) in values.items():
-            entry[m] = _clean(v)
-            entry[f"{m}_lo"] = _clean(lo)
-            entry[f"{m}_hi"] = _clean(hi)
-        out[str(layer)] = entry
-    return out
-
-
-def _block_starts(n: int, max_side: int) -> tuple[int, np.ndarray]:
-    step = max(1, math.ceil(n / max_side))
-    return step, np.arange(0, n, step)
-
-
-def _block_mean(a: np.ndarray, starts: np.ndarray, axis: int) -> np.ndarray:
-    """Means over consecutive blocks starting at ``starts`` along ``axis``."""
-    sums = np.add.reduceat(a, starts, axis=axis)
-    counts = np.diff(np.append(starts, a.shape[axis]))
-    shape = [1, 1] if a.ndim == 2 else [1]
-    shape[axis] = len(counts)
-    return sums / counts.reshape(shape)
-
-
-def heatmap_payload(
-    matrices: Mapping[str, Any] | None,
-    *,
-    layer: str,
-    epoch: int | None,
-    requested_epoch: int,
-    max_side: int = HEATMAP_MAX_SIDE,
-    message: str = "",
-) -> dict[str, Any]:
-    """The ``heatmap`` trait for one layer at one measured epoch.
-
-    ``matrices`` is :meth:`History.matrix`'s dict: ``ei_parts`` and ``sensitivity``
-    ``(n_in, n_out)`` arrays (rows = input neuron i, columns = output neuron j, bits) and
-    ``nodes`` (DataFrame ``side, node, ei, ei_parts, sensitivity``). The payload carries
-    the matrices, their difference ``S - E`` (each edge's degeneracy share) and the node
-    contributions for the margins; a side longer than ``max_side`` is reduced to block
-    means (``row_step`` / ``col_step`` > 1, ``row_start`` / ``col_start`` give each
-    block's first neuron).
-    """
-    base: dict[str, Any] = {
-        "layer": layer,
-        "epoch": epoch,
-        "requested_epoch": int(requested_epoch),
-        "available": False,
-        "message": message,
-    }
-    if matrices is None:
-        return base
-    e = matrices.get("ei_parts")
-    s = matrices.get("sensitivity")
-    e = None if e is None else np.asarray(e, dtype=np.float64)
-    s = None if s is None else np.asarray(s, dtype=np.float64)
-    ref = e if e is not None else s
-    if ref is None or ref.ndim != 2:
-        base["message"] = message or "no edge matrices were recorded for this layer"
-        return base
-    n_in, n_out = ref.shape
-    row_step, row_start = _block_starts(n_in, max_side)
-    col_step, col_start = _block_starts(n_out, max_side)
-
-    def reduce2(a: np.ndarray | None) -> list | None:
-        if a is None:
-            return None
-        if row_step > 1:
-            a = _block_mean(a, row_start, 0)
-        if col_step > 1:
-            a = _block_mean(a, col_start, 1)
-        return [_clean(row) for row in a]
-
-    def reduce1(v: np.ndarray, starts: np.ndarray, step: int) -> list:
-        return _clean(_block_mean(v, starts, 0) if step > 1 else v)
-
-    diff = s - e if (e is not None and s is not None) else None
-    nodes_payload: dict[str, dict[str, list | None]] = {}
-    nodes = matrices.get("nodes")
-    for side, n, starts, step in (
-        ("input", n_in, row_start, row_step),
-        ("output", n_out, col_start, col_step),
-    ):
-        entry: dict[str, list | None] = {}
-        sub = None
-        if isinstance(nodes, pd.DataFrame) and {"side", "node"} <= set(nodes.columns):
-            sub = nodes[nodes["side"] == side].sort_values("node")
-            if len(sub) != n:
-                sub = None
-        for metric in ("ei", "ei_parts", "sensitivity"):
-            if sub is not None and metric in sub.columns:
-                v = sub[metric].to_numpy(dtype=np.float64)
-            elif metric == "ei_parts" and e is not None:
-                v = e.sum(axis=1 if side == "input" else 0)
-            elif metric == "sensitivity" and s is not None:
-                v = s.sum(axis=1 if side == "input" else 0)
-            else:
-                entry[metric] = None
-                continue
-            entry[metric] = reduce1(v, starts, step) if np.isfinite(v).any() else None
-        nodes_payload[side] = entry
-
-    base.update(
-        available=True,
-        message=message,
-        n_in=int(n_in),
-        n_out=int(n_out),
-        row_step=int(row_step),
-        col_step=int(col_step),
-        row_start=[int(i) for i in row_start],
-        col_start=[int(j) for j in col_start],
-        ei_parts=reduce2(e),
-        sensitivity=reduce2(s),
-        difference=reduce2(diff),
-        nodes=nodes_payload,
-    )
-    return base
-
-
-def nearest(sorted_values: list[int], target: int) -> int | None:
-    """The element of ``sorted_values`` closest to ``target`` (ties: the earlier one)."""
-    if not sorted_values:
-        return None
-    i = int(np.searchsorted(sorted_values, target))
-    if i == 0:
-        return sorted_values[0]
-    if i == len(sorted_values):
-        return sorted_values[-1]
-    before, after = sorted_values[i - 1], sorted_values[i]
-    return before if target - before <= after - target else after
 
 
 class CausalDashboard(anywidget.AnyWidget):
@@ -480,7 +197,10 @@ class CausalDashboard(anywidget.AnyWidget):
 
     @property
     def monitor(self) -> Any:
-        """The background :class:`~causal_widgets.live.monitor.Monitor` (``None`` after :meth:`load`)."""
+        """The background :class:`~causal_widgets.live.monitor.Monitor`.
+
+        ``None`` after :meth:`load` (a loaded dashboard has no model to measure).
+        """
         return self._monitor
 
     @property
@@ -609,7 +329,7 @@ class CausalDashboard(anywidget.AnyWidget):
             if n_dropped
             else ""
         )
-        return _jsonable(st)
+        return to_jsonable(st)
 
     @staticmethod
     def _scalars_payload(hist: Any) -> dict[str, list]:
@@ -670,14 +390,14 @@ class CausalDashboard(anywidget.AnyWidget):
             layer_list = []
             seen = set()
             for entry in hist.layers() or []:
-                d = _jsonable(dict(entry))
+                d = to_jsonable(dict(entry))
                 layer_list.append(d)
                 seen.add(d.get("name"))
             for name in plane:
                 if name not in seen:
                     layer_list.append({"name": name, "n_in": None, "n_out": None, "kind": ""})
             scalars_payload = self._scalars_payload(hist)
-            errors = [_jsonable(dict(e)) for e in hist.errors()]
+            errors = [to_jsonable(dict(e)) for e in hist.errors()]
             with self._lock, self.hold_sync():
                 self.layers = layer_list
                 self.plane = plane
@@ -817,122 +537,4 @@ class CausalDashboard(anywidget.AnyWidget):
         }
 
 
-# --------------------------------------------------------------------------- helpers
-def attach(
-    model: Any,
-    example_input: Any,
-    *,
-    every: int = 1,
-    display: bool = True,
-    **kwargs: Any,
-) -> tuple[CausalDashboard, Callable[..., None]]:
-    """A dashboard on ``model`` plus a plain hook to call once per epoch.
-
-    >>> dash, hook = cw.attach(model, x_train, every=5)   # doctest: +SKIP
-    >>> for epoch in range(100):                          # doctest: +SKIP
-    ...     hook(loss=loss.item())       # epoch counted for you, or hook(epoch, loss=...)
-
-    The dashboard is displayed right away inside a notebook (``display=False`` to
-    skip). ``kwargs`` go to :class:`CausalDashboard` (``bins``, ``in_range``, ...).
-    """
-    dash = CausalDashboard(model, example_input, every=every, **kwargs)
-    counter = {"next": 0}
-
-    def hook(epoch: int | None = None, **scalars: float) -> None:
-        """Record one epoch: ``hook(loss=...)`` counts epochs 0, 1, 2, ... itself."""
-        if epoch is None:
-            epoch = counter["next"]
-        dash.record(int(epoch), **scalars)
-        counter["next"] = int(epoch) + 1
-
-    if display:
-        try:
-            from IPython import get_ipython
-            from IPython.display import display as ipy_display
-        except ImportError:  # pragma: no cover - IPython ships with ipywidgets
-            get_ipython = None
-        if get_ipython is not None and get_ipython() is not None:
-            ipy_display(dash)
-    return dash, hook
-
-
-_LOSS_KEYS = ("train_loss", "train_loss_epoch", "loss", "train/loss")
-_ACC_KEYS = ("train_acc", "train_accuracy", "acc", "accuracy", "val_acc", "val_accuracy")
-
-
-def _callback_base() -> type:
-    """Lightning's ``Callback`` if Lightning is installed (Trainer checks the type), else object."""
-    for mod in ("lightning.pytorch", "pytorch_lightning"):
-        try:
-            module = __import__(mod, fromlist=["Callback"])
-            return module.Callback
-        except ImportError:
-            continue
-    return object
-
-
-def _make_callback_class() -> type:
-    base = _callback_base()
-
-    class CausalDashboardCallback(base):  # type: ignore[misc, valid-type]
-        """Lightning callback: ``Trainer(callbacks=[CausalDashboardCallback(dash)])``.
-
-        At the end of each training epoch it calls ``dash.record(trainer.current_epoch,
-        loss=..., accuracy=...)`` with the first of ``trainer.callback_metrics``' keys
-        ``train_loss``/``loss``/... and ``train_acc``/``accuracy``/... that is present
-        (override with ``loss_key=`` / ``accuracy_key=``). Works without Lightning
-        installed (then it is a plain object any loop can call).
-        """
-
-        def __init__(
-            self,
-            dash: CausalDashboard,
-            *,
-            loss_key: str | None = None,
-            accuracy_key: str | None = None,
-        ) -> None:
-            super().__init__()
-            if not hasattr(dash, "record"):
-                raise TypeError(
-                    "CausalDashboardCallback needs a CausalDashboard (or anything with "
-                    f".record(epoch, **scalars)); got {type(dash).__name__}."
-                )
-            self.dash = dash
-            self.loss_key = loss_key
-            self.accuracy_key = accuracy_key
-
-        @staticmethod
-        def _pick(metrics: Mapping[str, Any], key: str | None, candidates: tuple) -> Any:
-            keys = (key,) if key else candidates
-            for k in keys:
-                if k in metrics:
-                    v = metrics[k]
-                    return float(v.item() if hasattr(v, "item") else v)
-            return None
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any = None) -> None:
-            metrics = dict(getattr(trainer, "callback_metrics", {}) or {})
-            scalars = {}
-            loss = self._pick(metrics, self.loss_key, _LOSS_KEYS)
-            acc = self._pick(metrics, self.accuracy_key, _ACC_KEYS)
-            if loss is not None:
-                scalars["loss"] = loss
-            if acc is not None:
-                scalars["accuracy"] = acc
-            self.dash.record(int(trainer.current_epoch), **scalars)
-
-        def on_train_end(self, trainer: Any, pl_module: Any = None) -> None:
-            # bring the widget up to date without blocking on pending measurements
-            self.dash.refresh()
-
-    CausalDashboardCallback.__module__ = __name__
-    return CausalDashboardCallback
-
-
-def __getattr__(name: str) -> Any:
-    # built on first use so Lightning is imported only by those who want the callback
-    if name == "CausalDashboardCallback":
-        cls = _make_callback_class()
-        globals()[name] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["CausalDashboard"]

@@ -12,7 +12,7 @@ runs, overlay their causal-plane trajectories (each group's mean over its seeds,
 all of them. Below the plane, one small loss / test-accuracy chart per group.
 
 Python computes, the browser (``js/study.js``) only draws. What crosses (bits, rounded to
-1e-6 like :mod:`causal_widgets.widgets.dashboard`):
+1e-6 like the training dashboard's payloads, :mod:`causal_widgets.widgets.payloads`):
 
 * ``groups``: ``[{name, colour, n_runs, n_complete, settings}]`` every configuration, in
   study order (``colour`` is its index: stable when others are hidden);
@@ -21,7 +21,8 @@ Python computes, the browser (``js/study.js``) only draws. What crosses (bits, r
   runs: {run_id: {group, seed, layers: {layer: {epoch, x, y}}}}}`` for the shown groups
   (``selected_groups``), the picked runs (``selected_runs``) and the shown layers
   (``layer_filter``). ``x = M/sqrt2`` and ``y = (2 S - M)/sqrt2`` with M = EI (or
-  EI_parts, ``plane_metric``) and S = sensitivity; a group's ``x``/``y`` are the means of
+  EI_parts, ``plane_metric``) and S = sensitivity
+  (:func:`causal_widgets.engine.plane.plane_xy`); a group's ``x``/``y`` are the means of
   its runs' coordinates and ``x_sd``/``y_sd`` their sample standard deviations (0 for a
   single run), as :func:`causal_widgets.studies.sweeps.plane_summary` computes them;
 * ``markers``: every shown trajectory's point at the scrubbed ``epoch`` (its own measured
@@ -39,66 +40,26 @@ from pathlib import Path
 from typing import Any
 
 import anywidget
-import numpy as np
 import pandas as pd
 import traitlets
 
+from causal_widgets.engine.plane import PLANE_METRICS
+from causal_widgets.jsonable import to_jsonable
 from causal_widgets.studies.sweeps import group_plane_means, run_plane_coords
-from causal_widgets.widgets.dashboard import (
-    _JS_DIR,
-    _clean,
-    _jsonable,
-    esm_bundle,
-    nearest,
-    widget_css,
-)
+from causal_widgets.widgets.frontend import _JS_DIR, esm_bundle, widget_css
+from causal_widgets.widgets.payloads import CURVE_SCALARS, _clean, curves_payload, nearest
 
 #: Metrics the plane can be drawn with (M in x = M/sqrt2, y = (2S - M)/sqrt2).
-STUDY_PLANE_METRICS = ("ei", "ei_parts")
-
-#: Per-epoch scalars averaged over a group's runs for the small charts.
-CURVE_SCALARS = ("loss", "test_accuracy")
-
-
-def curves_payload(scalars: pd.DataFrame, groups: list[str] | None = None
-                   ) -> dict[str, dict[str, list]]:
-    """Mean +- sample sd over each group's runs of :data:`CURVE_SCALARS` per epoch.
-
-    ``{group: {"epoch": [...], "n": [...], "loss": [...], "loss_sd": [...],
-    "test_accuracy": [...], "test_accuracy_sd": [...]}}``; a scalar the study did not
-    record is absent; sd is 0 where a single run was recorded. Full precision (the
-    scale is the user's, not bits).
-    """
-    if scalars is None or scalars.empty or not {"group", "epoch"} <= set(scalars.columns):
-        return {}
-    present = [c for c in CURVE_SCALARS if c in scalars.columns]
-    df = scalars[["group", "epoch", *present]].copy()
-    df["group"] = df["group"].astype(str)
-    out: dict[str, dict[str, list]] = {}
-    order = groups if groups is not None else list(dict.fromkeys(df["group"]))
-    for name in order:
-        part = df[df["group"] == name]
-        if part.empty:
-            continue
-        g = part.groupby("epoch", sort=True)
-        entry: dict[str, list] = {
-            "epoch": [int(e) for e in g.size().index],
-            "n": [int(v) for v in g.size().to_numpy()],
-        }
-        for c in present:
-            mean = g[c].mean().to_numpy(dtype=np.float64)
-            sd = g[c].std().fillna(0.0).to_numpy(dtype=np.float64)
-            entry[c] = _clean(mean, decimals=None)
-            entry[f"{c}_sd"] = _clean(sd, decimals=None)
-        out[name] = entry
-    return out
+STUDY_PLANE_METRICS = PLANE_METRICS
 
 
 class StudyDashboard(anywidget.AnyWidget):
     """The causal-plane widgets over a whole study: ``StudyDashboard.load(DIR)``.
 
-    ``StudyDashboard(data, title=None)`` takes the :class:`~causal_widgets.studies.sweeps.StudyData`
-    of :func:`~causal_widgets.studies.sweeps.load_study` / :func:`~causal_widgets.studies.sweeps.sweep`.
+    ``StudyDashboard(data, title=None)`` takes the
+    :class:`~causal_widgets.studies.sweeps.StudyData` of
+    :func:`~causal_widgets.studies.sweeps.load_study` /
+    :func:`~causal_widgets.studies.sweeps.sweep`.
 
     Synced state (other code may read and set these): ``selected_groups`` (configurations
     drawn; default all), ``selected_runs`` (run ids overlaid as thin lines; default none),
@@ -192,7 +153,7 @@ class StudyDashboard(anywidget.AnyWidget):
             settings = {}
             if len(rows):
                 first = rows.iloc[0]
-                settings = {a: _jsonable(first[a]) for a in axes if a in rows.columns}
+                settings = {a: to_jsonable(first[a]) for a in axes if a in rows.columns}
             complete = int((rows["status"] == "complete").sum()) if "status" in rows else 0
             groups.append({"name": name, "colour": k, "n_runs": int(len(rows)),
                            "n_complete": complete, "settings": settings})
@@ -204,7 +165,7 @@ class StudyDashboard(anywidget.AnyWidget):
             runs.append({
                 "run_id": str(row["run_id"]),
                 "group": str(row.get("group", "")),
-                "seed": _jsonable(seed),
+                "seed": to_jsonable(seed),
                 "status": str(row.get("status", "complete")),
                 "colour": colour.get(str(row.get("group", "")), 0),
             })
@@ -409,4 +370,4 @@ class StudyDashboard(anywidget.AnyWidget):
             self.markers = self._markers_payload()
 
 
-__all__ = ["StudyDashboard", "curves_payload"]
+__all__ = ["CURVE_SCALARS", "StudyDashboard", "curves_payload"]

@@ -11,8 +11,8 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 /** The `skip` option of a render test: false, or why it cannot run. */
 export const skipRender = !existsSync(CHROMIUM) && `no chromium at ${CHROMIUM}`;
 
-/** The module at `file` as the browser gets it: what causal_widgets.widgets.esm_bundle
- *  does, for the one form it inlines (`import { a, b } from "./name.js";` on a line of its
+/** The module at `file` as the browser gets it: what
+ *  causal_widgets.widgets.frontend.esm_bundle does, for the one form it inlines (`import { a, b } from "./name.js";` on a line of its
  *  own, replaced by name.js with `export ` taken off its top-level declarations). A data:
  *  URL module cannot resolve a relative import; tests/test_widgets.py checks the real one. */
 export function bundle(file) {

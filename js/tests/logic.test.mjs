@@ -19,9 +19,7 @@ import {
   nextEpoch,
   niceTicks,
   nodeBars,
-  planeCI,
   planeDomain,
-  planeXY,
   seriesExtent,
   statusText,
   timeChunks,
@@ -30,41 +28,8 @@ import {
 
 const close = (a, b, tol = 1e-12) => assert.ok(Math.abs(a - b) <= tol, `${a} != ${b}`);
 
-test("plane transform is the 45-degree rotation of (S, D)", () => {
-  // S = 3, EI = 1  ->  D = S - EI = 2;  x = (S - D)/sqrt2 = 1/sqrt2,  y = (S + D)/sqrt2 = 5/sqrt2
-  const p = planeXY(3, 1);
-  close(p.x, 1 / Math.SQRT2);
-  close(p.y, 5 / Math.SQRT2);
-  // a rotation preserves length: |(x, y)| = |(S, D)|
-  close(Math.hypot(p.x, p.y), Math.hypot(3, 2));
-  // D = 0 (EI = S) lies on the diagonal y = x; S = 0 on y = -x
-  const q = planeXY(2, 2);
-  close(q.x, q.y);
-  const r = planeXY(0, -1.5);
-  close(r.x, -r.y);
-  assert.equal(planeXY(null, 1), null);
-  assert.equal(planeXY(1, NaN), null);
-});
-
-test("plane CI box contains every combination of the S and metric intervals", () => {
-  const [s, sLo, sHi, m, mLo, mHi] = [2, 1.8, 2.3, 1, 0.7, 1.1];
-  const ci = planeCI(s, sLo, sHi, m, mLo, mHi);
-  close(ci.x0, 0.7 / Math.SQRT2);
-  close(ci.x1, 1.1 / Math.SQRT2);
-  close(ci.y0, (2 * 1.8 - 1.1) / Math.SQRT2); // 2.5 / sqrt2
-  close(ci.y1, (2 * 2.3 - 0.7) / Math.SQRT2); // 3.9 / sqrt2
-  for (const sv of [sLo, s, sHi]) {
-    for (const mv of [mLo, m, mHi]) {
-      const p = planeXY(sv, mv);
-      assert.ok(p.x >= ci.x0 - 1e-12 && p.x <= ci.x1 + 1e-12);
-      assert.ok(p.y >= ci.y0 - 1e-12 && p.y <= ci.y1 + 1e-12);
-    }
-  }
-  // missing CI ends collapse onto the value
-  const c2 = planeCI(2, null, null, 1, undefined, NaN);
-  close(c2.x0, c2.x1);
-  close(c2.y0, 3 / Math.SQRT2);
-});
+// The plane transform itself (x = M/sqrt2, y = (2S - M)/sqrt2 and the CI box) is Python's,
+// tested in tests/engine/test_plane.py: the front-end draws the coordinates it is sent.
 
 test("linear scale maps and inverts", () => {
   const f = linearScale(0, 10, 100, 300);
@@ -166,6 +131,8 @@ test("formatting in bits", () => {
 });
 
 test("trajectory points skip missing measurements and carry their epoch", () => {
+  // what Python's plane payload sends: the measured values and, under xy, the plane
+  // coordinates it computed (null where S or the metric is missing)
   const layer = {
     epoch: [0, 10, 20],
     sensitivity: [1, null, 3],
@@ -174,14 +141,27 @@ test("trajectory points skip missing measurements and carry their epoch", () => 
     ei: [0.5, 1, 2],
     ei_lo: [0.4, 0.9, 1.9],
     ei_hi: [0.6, 1.1, 2.1],
+    xy: {
+      ei: { x: [0.35, null, 1.41], y: [1.06, null, 2.83], x0: [0.28, null, 1.34],
+            x1: [0.42, null, 1.48], y0: [0.85, null, 2.62], y1: [1.27, null, 3.04] },
+      ei_parts: { x: [null, null, null], y: [null, null, null], x0: [null, null, null],
+                  x1: [null, null, null], y0: [null, null, null], y1: [null, null, null] },
+    },
   };
   const pts = trajectoryPoints(layer, "ei");
   assert.deepEqual(pts.map((p) => p.epoch), [0, 20]);
-  close(pts[1].x, 2 / Math.SQRT2);
-  close(pts[1].y, 4 / Math.SQRT2); // (2*3 - 2)/sqrt2
-  close(pts[1].d, 1); // D = S - EI
-  close(pts[1].ci.y1, (2 * 3.1 - 1.9) / Math.SQRT2);
+  // the coordinates are drawn as sent, not recomputed from S and EI
+  assert.equal(pts[1].x, 1.41);
+  assert.equal(pts[1].y, 2.83);
+  assert.deepEqual(pts[1].ci, { x0: 1.34, x1: 1.48, y0: 2.62, y1: 3.04 });
+  close(pts[1].d, 1); // D = S - EI, for the read-outs
+  assert.equal(pts[1].s, 3);
+  assert.equal(pts[1].m, 2);
   assert.deepEqual(trajectoryPoints(layer, "ei_parts"), []); // not measured
+  assert.deepEqual(trajectoryPoints({ epoch: [0], ei: [1], sensitivity: [1] }, "ei"), []);
+  // an incomplete box is no box
+  const noBox = { epoch: [0], ei: [1], sensitivity: [1], xy: { ei: { x: [1], y: [2] } } };
+  assert.equal(trajectoryPoints(noBox, "ei")[0].ci, null);
   assert.deepEqual(trajectoryPoints(undefined, "ei"), []);
   // the marker sits at the layer's own measured epoch nearest to the scrubbed one
   assert.equal(markerPoint(pts, 9).epoch, 0);

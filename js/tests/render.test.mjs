@@ -10,8 +10,8 @@ import { renderInChromium, skipRender } from "./harness.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-// The page: the model's state, answered like widgets.py does for epoch / selected_layer /
-// pinned_edge (harness.mjs provides the fake model itself).
+// The page: the model's state, answered like widgets/dashboard.py does for epoch /
+// selected_layer / pinned_edge (harness.mjs provides the fake model itself).
 const SETUP = `
 const layers = [
   { name: "fc1", n_in: 4, n_out: 5, kind: "linear" },
@@ -35,13 +35,24 @@ const heatmapFor = (name, epoch) => {
              output: { ei: colSum(E), ei_parts: colSum(E), sensitivity: colSum(S) } } };
 };
 const plane = {};
+// the plane coordinates as payloads.plane_payload sends them (engine/plane.py's plane_xy
+// and plane_box): x = M/sqrt2, y = (2S - M)/sqrt2, the box from the CI ends
+const r2 = Math.SQRT2;
+const xyOf = (M, Mlo, Mhi, S, Slo, Shi) => ({
+  x: M.map((m) => m / r2), y: M.map((m, k) => (2 * S[k] - m) / r2),
+  x0: Mlo.map((m) => m / r2), x1: Mhi.map((m) => m / r2),
+  y0: Mhi.map((m, k) => (2 * Slo[k] - m) / r2), y1: Mlo.map((m, k) => (2 * Shi[k] - m) / r2),
+});
 layers.forEach((L, k) => {
   const ei = epochs.map((e) => 0.5 + k + e / 10);
   const S = epochs.map((e) => 1 + 0.5 * k + e / 5);
   const lo = (a) => a.map((v) => v - 0.2), hi = (a) => a.map((v) => v + 0.2);
+  const eiParts = ei.map((v) => v * 0.8);
   plane[L.name] = { epoch: epochs, ei, ei_lo: lo(ei), ei_hi: hi(ei),
-    ei_parts: ei.map((v) => v * 0.8), ei_parts_lo: lo(ei), ei_parts_hi: hi(ei),
-    sensitivity: S, sensitivity_lo: lo(S), sensitivity_hi: hi(S) };
+    ei_parts: eiParts, ei_parts_lo: lo(ei), ei_parts_hi: hi(ei),
+    sensitivity: S, sensitivity_lo: lo(S), sensitivity_hi: hi(S),
+    xy: { ei: xyOf(ei, lo(ei), hi(ei), S, lo(S), hi(S)),
+          ei_parts: xyOf(eiParts, lo(ei), hi(ei), S, lo(S), hi(S)) } };
 });
 const state = {
   title: "test run", epoch: 30, epochs, selected_layer: "fc1", layers, plane,
@@ -53,7 +64,7 @@ const state = {
   errors: [{ epoch: 20, layer: "fc2", message: "ValueError: NaN weights" }],
   heatmap: heatmapFor("fc1", 30), edge_history: {},
 };
-function python(k) {  // what widgets.py's observers do
+function python(k) {  // what widgets/dashboard.py's observers do
   if (k === "epoch" || k === "selected_layer") {
     state.heatmap = heatmapFor(state.selected_layer, state.epoch); fire("heatmap");
   }

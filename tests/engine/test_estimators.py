@@ -8,6 +8,7 @@ never from the estimators' own earlier output.
 from __future__ import annotations
 
 import math
+import pickle
 from itertools import product
 
 import numpy as np
@@ -15,9 +16,8 @@ import pytest
 import torch
 
 import causal_widgets.engine.estimators as est_mod
-from causal_widgets.engine.estimators import (
-    PairwiseMI,
-    WholeEI,
+import causal_widgets.engine.whole_ei as whole_mod
+from causal_widgets.engine.information import (
     encode_rows,
     entropy_bits,
     entropy_corrected_bits,
@@ -25,6 +25,8 @@ from causal_widgets.engine.estimators import (
     entropy_miller_madow_bits,
     mi_bias_corrected,
 )
+from causal_widgets.engine.pairwise import PairwiseMI
+from causal_widgets.engine.whole_ei import ExhaustiveWholeEI, SampledWholeEI, WholeEI
 
 LN2 = math.log(2)
 
@@ -164,15 +166,15 @@ def test_pairwise_tables_match_reference_and_chunking():
     x = torch.randint(0, 5, (3001, 4), generator=g)
     y = torch.randint(0, 3, (3001, 3), generator=g)
     ref = _reference_tables(x, y, 5, 3)
-    one = PairwiseMI(4, 3, 5, 3, groups=7)
+    one = PairwiseMI(4, 3, 5, 3, batches=7)
     one.update(x, y)
     assert torch.equal(one.tables(), ref)
-    chunked = PairwiseMI(4, 3, 5, 3, groups=7, block=128)
+    chunked = PairwiseMI(4, 3, 5, 3, batches=7, block=128)
     for s in (0, 17, 1000, 1001, 2500):  # uneven chunks, internal blocks of 128 rows
         e = {0: 17, 17: 1000, 1000: 1001, 1001: 2500, 2500: 3001}[s]
         chunked.update(x[s:e], y[s:e])
     assert torch.equal(chunked.tables(), ref)
-    assert torch.equal(chunked._g, one._g)  # same batch-means groups, exactly
+    assert torch.equal(chunked._g, one._g)  # same batch-means batches, exactly
     a, b = one.compute(), chunked.compute()
     np.testing.assert_array_equal(a.matrix, b.matrix)
     assert a.total.ci_low == b.total.ci_low and a.total.ci_high == b.total.ci_high
@@ -420,7 +422,7 @@ def test_whole_chunks_and_merge():
         chunked.update(cells[s : s + 300], y[s : s + 300])
     r1, r2 = one.compute(), chunked.compute()
     assert r1.ei.value == pytest.approx(r2.ei.value, abs=1e-12)
-    assert r1.ei.ci_low == pytest.approx(r2.ei.ci_low, abs=1e-12)  # same groups
+    assert r1.ei.ci_low == pytest.approx(r2.ei.ci_low, abs=1e-12)  # same batches
     for a, c in zip(r1.input_nodes + r1.output_nodes, r2.input_nodes + r2.output_nodes):
         assert a.value == pytest.approx(c.value, abs=1e-12)
     a, c = WholeEI(n, 2, b, b), WholeEI(n, 2, b, b)
@@ -479,8 +481,9 @@ def test_whole_fast_paths_match_general_path(exhaustive, monkeypatch):
 
     fast = run(input_nodes=False, output_nodes=False)
     general = run(input_nodes=True)  # the sort path (input nodes need per-value runs)
-    monkeypatch.setattr(est_mod, "_DENSE_SPACE", 0)  # sparse codes and sums
-    monkeypatch.setattr(est_mod, "_PAIRWISE_M", 0)
+    # patched where WholeEI looks them up (its own module, not the estimators facade)
+    monkeypatch.setattr(whole_mod, "_DENSE_SPACE", 0)  # sparse codes and sums
+    monkeypatch.setattr(whole_mod, "_PAIRWISE_M", 0)
     sparse = run(input_nodes=False)
     assert fast.output_nodes == [] and fast.input_nodes == []
     assert len(general.output_nodes) == 2 and len(general.input_nodes) == n
@@ -521,6 +524,53 @@ def test_whole_undersampled_output_warns():
     r = est.compute()
     assert any("H(Y) is undersampled" in w and "distinct output tuples" in w for w in r.warnings)
     assert any("within-cell" in w for w in r.warnings)
+
+
+# ----------------------------------------------------- facade, names, whole-EI modes
+
+
+def test_estimators_module_reexports_the_split_modules():
+    for name in est_mod.__all__:
+        assert hasattr(est_mod, name), name
+    assert est_mod.PairwiseMI is PairwiseMI and est_mod.WholeEI is WholeEI
+    assert est_mod.mi_bias_corrected is mi_bias_corrected
+
+
+def test_batches_keyword_and_its_old_name_groups():
+    for cls in (PairwiseMI, WholeEI):
+        new, old = cls(2, 1, 3, 3, batches=5), cls(2, 1, 3, 3, groups=5)
+        assert new.batches == old.batches == old.groups == 5
+        with pytest.raises(ValueError, match="groups=1"):
+            cls(2, 1, 3, 3, groups=1)
+        with pytest.raises(TypeError, match="old name"):
+            cls(2, 1, 3, 3, batches=5, groups=5)
+    assert PairwiseMI(2, 1, 3, 3).batches == 20 and WholeEI(2, 1, 3, 3).batches == 16
+
+
+def test_whole_mode_picks_the_strategy_class():
+    assert type(WholeEI(2, 1, 3, 3, exhaustive=True)) is ExhaustiveWholeEI
+    assert type(WholeEI(2, 1, 3, 3, exhaustive=False)) is SampledWholeEI
+    assert SampledWholeEI(2, 1, 3, 3).exhaustive is False
+    with pytest.raises(ValueError, match="exhaustive"):
+        SampledWholeEI(2, 1, 3, 3, exhaustive=True)
+    cells = all_cells(2, 3)
+    y = torch.zeros(9, 4, 1, dtype=torch.long)
+    # undecided: the first update (or merge) decides, as the argument says or sampled
+    for given, cls in ((True, ExhaustiveWholeEI), (False, SampledWholeEI), (None, SampledWholeEI)):
+        est = WholeEI(2, 1, 3, 3)
+        assert est.exhaustive is None and type(est) is WholeEI
+        est.update(cells, y, exhaustive=given)
+        assert type(est) is cls and isinstance(est, WholeEI)
+    done = WholeEI(2, 1, 3, 3, exhaustive=True)
+    done.update(cells, y)
+    taker = WholeEI(2, 1, 3, 3)
+    taker.merge(done)
+    assert type(taker) is ExhaustiveWholeEI and taker.cells_seen == 9
+    assert taker.compute().ei.value == pytest.approx(done.compute().ei.value, abs=1e-12)
+    # strategies survive pickling (its __new__ is called with the class alone)
+    back = pickle.loads(pickle.dumps(done))
+    assert type(back) is ExhaustiveWholeEI
+    assert back.compute().ei.value == pytest.approx(done.compute().ei.value, abs=1e-12)
 
 
 # -------------------------------------------------------------- coverage (slow)

@@ -25,15 +25,8 @@ import causal_widgets as cw
 from causal_widgets.engine.layer import layer_from_module
 from causal_widgets.engine.layer_measure import LayerResult, measure_layer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread for this file (restored after): the layers here are small, and
-    on a shared 2-core machine more threads only contend (5-10x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# one intra-op torch thread for this file (tests/conftest.py says why)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FRAME_COLUMNS = [

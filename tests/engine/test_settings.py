@@ -97,3 +97,12 @@ def test_live_entry_points_refuse_a_misspelt_setting_at_the_call(make):
         getattr(cw, make)(model, torch.rand(4, 3), in_range=(0, 1), bnis=8)
     with pytest.raises(ValueError, match=r"tol=0 must be a positive number"):
         getattr(cw, make)(model, torch.rand(4, 3), in_range=(0, 1), tol=0)
+
+
+def test_measure_refuses_a_misspelt_setting_before_tracing():
+    model = nn.Sequential(nn.Linear(3, 2), nn.Sigmoid())
+    with pytest.raises(TypeError, match=r"measure\(\) got unknown setting 'metric' \(did you "
+                                        r"mean 'metrics'\?\)"):
+        cw.measure(model, torch.rand(4, 3), in_range=(0, 1), metric=["ei_parts"])
+    df = cw.measure(model, torch.rand(4, 3), in_range=(0, 1), metrics=["ei_parts"], bins=4)
+    assert set(df["metric"]) == {"ei_parts"} and set(df["in_bins"]) == {4}

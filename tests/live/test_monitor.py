@@ -470,14 +470,14 @@ def test_worker_thread_runs_at_lower_priority():
 
 def test_real_engine_matches_direct_measurement():
     """Real graph + measure on a 4-5-5-3 sigmoid net: same numbers as measuring directly."""
-    graph = pytest.importorskip("causal_widgets.network.graph")
+    discovery = pytest.importorskip("causal_widgets.network.discovery")
     pytest.importorskip("causal_widgets.engine.exact")
     pytest.importorskip("causal_widgets.engine.estimators")
     from causal_widgets.engine.layer_measure import measure_layer
 
     monitor_mod_find = monitor_mod.__dict__["_find_layers"]
     assert monitor_mod_find is fake_find_layers  # autouse fixture; use the real one here
-    real = lambda m, x, layers, in_range: graph.find_layers(  # noqa: E731
+    real = lambda m, x, layers, in_range: discovery.find_layers(  # noqa: E731
         m, x, layers=layers, in_range=in_range
     )
     monitor_mod._find_layers = real
@@ -496,7 +496,7 @@ def test_real_engine_matches_direct_measurement():
         twin = mlp(seed=99)
         for epoch, st in states.items():
             twin.load_state_dict(st)
-            for layer in graph.find_layers(twin, X, in_range=(0.0, 1.0)):
+            for layer in discovery.find_layers(twin, X, in_range=(0.0, 1.0)):
                 r = measure_layer(layer, device="cpu", **kw)
                 got = mon.history.frame()
                 got = got[(got.epoch == epoch) & (got.layer == layer.name)]
@@ -560,18 +560,18 @@ def test_worker_never_traces_with_fx_while_training_runs(monkeypatch):
     """
     import threading
 
-    import causal_widgets.network.graph as graph
+    import causal_widgets.network.tracing as tracing
 
     model = nn.Sequential(nn.Linear(4, 5), nn.Sigmoid(), nn.Linear(5, 3), nn.Sigmoid())
     x = torch.rand(16, 4, generator=torch.Generator().manual_seed(0))
     traced_from = []
-    real = graph.fx.symbolic_trace
+    real = tracing.fx.symbolic_trace
 
     def spy(*args, **kwargs):
         traced_from.append(threading.current_thread().name)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(graph.fx, "symbolic_trace", spy)
+    monkeypatch.setattr(tracing.fx, "symbolic_trace", spy)
     main = threading.current_thread().name
     mon = Monitor(model, x, in_range=(0, 1), drop_stale=False, cells=64, points_per_cell=8)
     try:
@@ -659,7 +659,7 @@ def test_a_process_worker_gives_the_thread_workers_numbers():
 
 @pytest.fixture
 def _real_graph(monkeypatch):
-    from causal_widgets.network.graph import find_layers
+    from causal_widgets.network.discovery import find_layers
 
     monkeypatch.setattr(monitor_mod, "_find_layers",
                         lambda m, x, layers, r: find_layers(m, x, layers=layers, in_range=r))

@@ -187,6 +187,23 @@ def test_empty_history_round_trip(tmp_path: Path):
     assert len(g.frame()) == 0 and g.errors() == [] and g.layers() == []
 
 
+def test_non_finite_settings_are_null_and_old_nan_strings_still_read(tmp_path: Path):
+    """One NaN policy (causal_widgets.jsonable): NaN/inf are written as JSON null. Files
+    written before it hold them as the strings "nan"/"inf"; those still load, as None."""
+    h = History(settings={"tol": float("nan"), "range": (0.0, np.inf), "bins": np.int64(8),
+                          "method": "exact"})
+    out = h.save(tmp_path / "h")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["settings"] == {"tol": None, "range": [0.0, None], "bins": 8, "method": "exact"}
+    assert History.load(out).settings == meta["settings"]
+    # the same history as the old writer left it
+    meta["settings"] = {"tol": "nan", "range": [0.0, "inf"], "low": "-inf", "bins": 8,
+                        "method": "exact"}
+    (out / "meta.json").write_text(json.dumps(meta))
+    assert History.load(out).settings == {"tol": None, "range": [0.0, None], "low": None,
+                                          "bins": 8, "method": "exact"}
+
+
 def test_save_replaces_and_leaves_no_temporaries(tmp_path: Path):
     rng = np.random.default_rng(6)
     h = History()

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from causal_widgets.network.graph import FRAME_COLUMNS, check_same_structure, find_layers
+from causal_widgets.network.discovery import check_same_structure, find_layers
+from causal_widgets.network.measure import FRAME_COLUMNS
 
 
 def build(factory, seed: int = 0) -> nn.Module:
@@ -573,7 +574,7 @@ def _measure_module():
 
 def test_measure_tidy_frame_and_matches_measure_layer():
     mod = _measure_module()
-    from causal_widgets.network.graph import measure, measure_layers
+    from causal_widgets.network.measure import measure, measure_layers
 
     model = build(lambda: paper_mlp((4, 5, 5, 3)))
     x = rand(10, 4)

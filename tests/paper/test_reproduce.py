@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from causal_widgets.__main__ import main
+from causal_widgets.engine.plane import plane_coords
 from causal_widgets.paper import reproduce as rp
-from causal_widgets.paper.figures import plane_coords
+from causal_widgets.training import loop
 from causal_widgets.training.models import make_mlp, make_optimizer, one_hot, train_epoch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +89,7 @@ def test_config_presets_and_overrides() -> None:
 def test_layers_must_fit_the_data() -> None:
     cfg = rp.make_config("iris", layers="5,5,3")
     with pytest.raises(ValueError, match="needs 4 inputs and 3 outputs"):
-        rp.load_dataset(cfg)
+        loop.load_dataset(cfg)
 
 
 def test_plane_coordinates_by_hand() -> None:
@@ -158,20 +159,12 @@ def test_cli_digits_variant_smoke(tmp_path: Path) -> None:
     check_figures(out / "figures", FIGURES)
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    import struct
-
-    code = {np.uint8: 0x08}[array.dtype.type]
-    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.tobytes())
-
-
-def test_mnist_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_mnist_errors(tmp_path: Path, capsys: pytest.CaptureFixture, write_idx) -> None:
     data = tmp_path / "mnist"
     data.mkdir()
     rng = np.random.default_rng(0)
-    _write_idx(data / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 28, 28), np.uint8))
-    _write_idx(data / "train-labels-idx1-ubyte", (np.arange(60) % 10).astype(np.uint8))
+    write_idx(data / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 28, 28), np.uint8))
+    write_idx(data / "train-labels-idx1-ubyte", (np.arange(60) % 10).astype(np.uint8))
     # 30 examples are digits 0-4: fewer than the paper's 25 000, so the split fails clearly
     assert main(["reproduce", "mnist", "--out", str(tmp_path / "o1"), "--data-dir", str(data),
                  "--epochs", "1", *TINY]) == 2
@@ -184,17 +177,20 @@ def test_mnist_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "--data-dir" in capsys.readouterr().err
 
 
-def test_mnist_runs_on_idx_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mnist_runs_on_idx_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_idx
+) -> None:
     # the real split is 25 000 train; shrink it for a 60-image fake MNIST
     data = tmp_path / "mnist"
     data.mkdir()
     rng = np.random.default_rng(1)
-    _write_idx(data / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 28, 28), np.uint8))
-    _write_idx(data / "train-labels-idx1-ubyte", (np.arange(60) % 10).astype(np.uint8))
+    write_idx(data / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 28, 28), np.uint8))
+    write_idx(data / "train-labels-idx1-ubyte", (np.arange(60) % 10).astype(np.uint8))
     import causal_widgets.training.data as data_mod
 
     real = data_mod.load_mnist_data
-    monkeypatch.setattr(rp, "load_mnist_data", lambda d: real(d, n_train=20))
+    # the training loop loads the data sets (paper.reproduce only configures the run)
+    monkeypatch.setattr(loop, "load_mnist_data", lambda d: real(d, n_train=20))
     cfg = rp.make_config("mnist", data_dir=str(data), epochs=1, every=1, runs=1,
                          layers="25,6,5", samples=2048)
     res = rp.run_experiment(cfg, tmp_path / "out", progress=False, figures=False,
@@ -286,10 +282,10 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert sorted(sca.epoch) == list(range(151))
     # the resumed run is the uninterrupted run: replay the training without measurements
     cfg = rp.make_config("iris", epochs=150, every=10, runs=1)
-    ds = rp.load_dataset(cfg)
-    model = make_mlp(cfg.sizes, seed=rp._seed(cfg.seed, 0, 1))
+    ds = loop.load_dataset(cfg)
+    model = make_mlp(cfg.sizes, seed=loop.derive_seed(cfg.seed, 0, 1))
     opt = make_optimizer(model)
-    gen = torch.Generator().manual_seed(rp._seed(cfg.seed, 0, 2))
+    gen = torch.Generator().manual_seed(loop.derive_seed(cfg.seed, 0, 2))
     targets = one_hot(ds.y_train, 3)
     for _ in range(150):
         train_epoch(model, opt, ds.x_train, targets, 10, gen)
@@ -304,7 +300,7 @@ def test_interrupt_between_checkpoint_and_history_save(tmp_path: Path,
     # the riskiest moment: the checkpoint of epoch 20 is written, the measurement (and so the
     # history save) never happens; the scalars of epochs 11-19 live only in the checkpoint
     cfg = rp.make_config("iris", epochs=40, every=10, runs=1, samples=2048)
-    real = rp.measure_model
+    real = loop.measure_model  # train_run (in the training loop) calls it there
 
     def interrupted(model, example, cfg_, seed, skip=None):
         if interrupted.calls == 2:
@@ -313,10 +309,10 @@ def test_interrupt_between_checkpoint_and_history_save(tmp_path: Path,
         return real(model, example, cfg_, seed, skip)
 
     interrupted.calls = 0
-    monkeypatch.setattr(rp, "measure_model", interrupted)
+    monkeypatch.setattr(loop, "measure_model", interrupted)
     with pytest.raises(KeyboardInterrupt):
         rp.run_experiment(cfg, tmp_path, progress=False, figures=False, log=lambda s: None)
-    monkeypatch.setattr(rp, "measure_model", real)
+    monkeypatch.setattr(loop, "measure_model", real)
     res = rp.run_experiment(cfg, tmp_path, progress=False, figures=False, log=lambda s: None)
     sca = pd.read_parquet(tmp_path / "scalars.parquet")
     assert sorted(sca.epoch) == list(range(41))
@@ -330,19 +326,26 @@ def test_dropout_runs_do_not_depend_on_the_global_rng(tmp_path: Path) -> None:
     and must leave the caller's global state as it was."""
     cfg = rp.make_config("iris", epochs=12, every=4, runs=1, samples=512)
     cfg.dropout = 0.5
-    ds = rp.load_dataset(cfg)
+    ds = loop.load_dataset(cfg)
     frames = []
     for k, state in enumerate((1, 12345)):
         torch.manual_seed(state)
         before = torch.get_rng_state()
-        hist = rp.train_run(cfg, 0, ds, tmp_path / f"r{k}", progress=False, log=lambda s: None)
+        hist = loop.train_run(cfg, 0, ds, tmp_path / f"r{k}", progress=False, log=lambda s: None)
         assert torch.equal(torch.get_rng_state(), before)
         frames.append(hist.frame().sort_values(["epoch", "layer", "metric"]))
     assert len(frames[0]) > 0
     np.testing.assert_array_equal(frames[0].value.to_numpy(), frames[1].value.to_numpy())
     # and dropout is really on while training: without it the weights end elsewhere
     cfg.dropout = 0.0
-    plain = rp.train_run(cfg, 0, ds, tmp_path / "plain", progress=False, log=lambda s: None)
+    plain = loop.train_run(cfg, 0, ds, tmp_path / "plain", progress=False, log=lambda s: None)
     assert not np.array_equal(
         plain.frame().sort_values(["epoch", "layer", "metric"]).value.to_numpy(),
         frames[0].value.to_numpy())
+
+
+def test_notebook_path_finds_the_checkouts_notebooks() -> None:
+    # --headless executes notebooks/<name>.ipynb beside the package, not inside it
+    for name in ("iris", "digits", "toy_layers"):
+        assert rp.notebook_path(name) == ROOT / "notebooks" / f"{name}.ipynb"
+        assert rp.notebook_path(name).is_file()

@@ -69,8 +69,8 @@ def test_serial_sweep_writes_one_self_describing_dataset(tmp_path):
 
 
 def test_label_noise_replaces_that_fraction_of_training_labels_only():
-    from causal_widgets.paper.reproduce import randomize_labels
     from causal_widgets.training.data import load_iris_data
+    from causal_widgets.training.loop import randomize_labels
 
     ds = load_iris_data(seed=0)
     noisy = randomize_labels(ds, 0.5, seed=7)

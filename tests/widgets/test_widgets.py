@@ -26,14 +26,9 @@ import traitlets
 
 import causal_widgets as cw
 from causal_widgets.live.store import History
-from causal_widgets.widgets.dashboard import (
-    _JS_DIR,
-    CausalDashboard,
-    esm_bundle,
-    heatmap_payload,
-    nearest,
-    plane_payload,
-)
+from causal_widgets.widgets.dashboard import CausalDashboard
+from causal_widgets.widgets.frontend import _JS_DIR, esm_bundle
+from causal_widgets.widgets.payloads import heatmap_payload, nearest, plane_payload
 from causal_widgets.widgets.study_dashboard import StudyDashboard
 
 TOL = 2e-6  # the widget rounds what it sends to 1e-6 bits
@@ -346,6 +341,19 @@ def test_plane_payload_by_hand():
     assert p["L"]["degeneracy"] == [None, None]
     assert p["M"]["epoch"] == [0] and p["M"]["ei"] == [2.0] and p["M"]["ei_hi"] == [2.1]
     assert "whatever" not in p["M"]
+    # the plane coordinates travel computed (engine/plane.py): x = M/sqrt2,
+    # y = (2S - M)/sqrt2, the box from the CI ends; null where M or S is missing
+    r2 = math.sqrt(2)
+    xy = p["L"]["xy"]["ei_parts"]
+    assert xy["x"][0] is None and xy["y"][0] is None and xy["y1"][0] is None
+    assert xy["x"][1] == pytest.approx(1.0 / r2, abs=TOL)
+    assert xy["y"][1] == pytest.approx((2 * 3.0 - 1.0) / r2, abs=TOL)
+    assert xy["x0"][1] == pytest.approx(0.9 / r2, abs=TOL)
+    assert xy["x1"][1] == pytest.approx(1.2 / r2, abs=TOL)
+    assert xy["y0"][1] == pytest.approx((2 * 2.5 - 1.2) / r2, abs=TOL)
+    assert xy["y1"][1] == pytest.approx((2 * 3.1 - 0.9) / r2, abs=TOL)
+    assert p["L"]["xy"]["ei"]["x"] == [None, None]  # EI was not measured
+    assert p["M"]["xy"]["ei"]["y"] == [None], "no sensitivity, no point"
     assert plane_payload(frame.iloc[0:0]) == {}
 
 
