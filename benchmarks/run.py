@@ -375,7 +375,7 @@ def bench_parts(cfg: Config, log: Callable[[str], None], profile: bool) -> dict:
 
     def run(s: int) -> dict:
         r = ours_measure(net, s, bins=cfg.bins, metrics=["ei_parts"], method="sampled",
-                         samples=cfg.samples)
+                         interventions=cfg.samples)
         return {"ei_parts": r.ei_parts, "ci": list(r.ci.get("ei_parts", (math.nan,) * 2))}
 
     t, vals = timed(run, cfg.repeats)

@@ -536,7 +536,7 @@ def warm_up() -> None:
     """First calls pay one-off costs (lazy imports, kernels); keep them out of the numbers."""
     net = make_layer(4, 5)
     measure(net, metrics=["ei_parts", "sensitivity"], method="exact")
-    measure(net, metrics=["ei_parts"], method="sampled", samples=4096)
+    measure(net, metrics=["ei_parts"], method="sampled", interventions=4096)
     measure(net, metrics=NO_NODES, cells=64, points_per_cell=32)
     measure(net, cells=64, points_per_cell=32)
     sampled_pieces(net[0].weight, 4096)
@@ -581,7 +581,7 @@ def bench_sampled(cfg: Config, log: Callable[[str], None]) -> list[dict[str, Any
             reps = 1 if samples * n * m >= 10**9 else cfg.repeats
             lib = timed(
                 lambda net=net, s=samples: measure(
-                    net, metrics=["ei_parts"], method="sampled", samples=s
+                    net, metrics=["ei_parts"], method="sampled", interventions=s
                 ),
                 reps,
             )

@@ -14,10 +14,13 @@ import importlib
 
 __version__ = "0.1.0"
 
+from ._moved import install as _install_moved_paths
 from .engine.layer import Activation, Layer, layer_from_module
 from .engine.layer_measure import LayerResult, ei, ei_parts, measure_layer, sensitivity
 from .network.discovery import find_layers
 from .network.measure import measure
+
+_install_moved_paths()  # the module paths of 0.1 (causal_widgets.store, ...) still import
 
 # The live parts are imported on first use, so `import causal_widgets` stays light
 # (anywidget and the worker thread machinery load only when a dashboard is made).
@@ -25,8 +28,8 @@ _LAZY = {
     "Monitor": "live.monitor",
     "History": "live.store",
     "CausalDashboard": "widgets.dashboard",
-    "attach": "widgets.attach",
-    "CausalDashboardCallback": "widgets.attach",
+    "attach": "widgets.hooks",
+    "CausalDashboardCallback": "widgets.hooks",
     "StudyDashboard": "widgets.study_dashboard",
     "Executor": "live.executors",
     "ProcessExecutor": "live.executors",

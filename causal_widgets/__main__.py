@@ -76,10 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--runs", type=_positive, help="independent runs (default 3)")
     rep.add_argument("--every", type=_positive, help="measure every N epochs")
     rep.add_argument("--bins", type=_bins, default=8, help="bins per neuron")
-    rep.add_argument("--samples", type=_positive,
+    rep.add_argument("--ei-samples", "--samples", dest="ei_samples", type=_positive,
                      help="forward evaluations per layer for the sampled whole EI "
-                          "(SAMPLES/32 random input cells x 32 points); default 2**17, "
-                          "2**14 with --quick")
+                          "(EI_SAMPLES/32 random input cells x 32 points); default 2**17, "
+                          "2**14 with --quick (--samples is its old name)")
     rep.add_argument("--activation", choices=["sigmoid", "tanh", "relu"], default="sigmoid")
     rep.add_argument("--layers", type=_layers, help="layer sizes, e.g. 4,5,5,3")
     rep.add_argument("--seed", type=int, default=0, help="seed of the data split and runs")
@@ -138,11 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.experiment == "toy":
             rp.run_toy(args.out, quick=args.quick, bins=args.bins, seed=args.seed,
-                       samples=args.samples, figures=not args.no_figures)
+                       ei_samples=args.ei_samples, figures=not args.no_figures)
         else:
             cfg = rp.make_config(
                 args.experiment, epochs=args.epochs, runs=args.runs, every=args.every,
-                bins=args.bins, samples=args.samples, activation=args.activation,
+                bins=args.bins, ei_samples=args.ei_samples, activation=args.activation,
                 layers=args.layers, seed=args.seed, quick=args.quick,
                 data_dir=None if args.data_dir is None else str(args.data_dir),
             )

@@ -105,3 +105,13 @@ def check_bins(value: int, name: str = "bins") -> int:
             f"{name}={value} is too few: information needs at least 2 bins (the paper uses 8)."
         )
     return int(value)
+
+
+def renamed(new_value: Any, old_value: Any, new: str, old: str) -> Any:
+    """The value of a setting given by its name ``new`` or its old name ``old`` (not both)."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise TypeError(f"got both {new}= and {old}=: {old}= is the old name of {new}=; "
+                        f"give only {new}=.")
+    return old_value

@@ -172,7 +172,7 @@ class LayerResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything, as JSON-compatible builtins (lists, floats, str, None).
+        """Everything, as JSON-compatible builtins (lists, floats, str, None; NaN is None).
 
         Keys: ``layer``, ``n_in``, ``n_out``, every scalar metric, ``ci``, ``method``,
         ``samples``, ``ei_parts_matrix`` / ``sensitivity_matrix`` (nested lists or None),
@@ -199,9 +199,9 @@ class LayerResult:
             d[k] = s.get(k)
         d["in_range"] = list(s["in_range"]) if s.get("in_range") is not None else None
         d["out_range"] = list(s["out_range"]) if s.get("out_range") is not None else None
-        d["settings"] = to_jsonable(s)
+        d["settings"] = s
         d["warnings"] = list(self.warnings)
-        return d
+        return to_jsonable(d)  # one NaN policy: a value not computed (NaN, inf) is None
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy rows, one per computed scalar metric.

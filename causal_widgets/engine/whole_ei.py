@@ -103,6 +103,23 @@ def _cpu_items(sp: _SparseSum | _DenseSum) -> tuple[torch.Tensor, torch.Tensor]:
     return keys.to("cpu"), vals.to("cpu")
 
 
+def _per_batch(sp: _SparseSum | _DenseSum, k: int):
+    """Decode a keyed sum whose keys are ``((owner * k + batch) << _U_BITS) | tuple``.
+
+    Returns ``(keys, counts, batch, vals)``: the distinct ``(owner << _U_BITS) | tuple``
+    keys, sorted; their sums per point batch ``(E, k)``; and each raw entry's batch and
+    value (for per-batch totals).
+    """
+    keys, vals = _cpu_items(sp)
+    hi = keys >> _U_BITS
+    owner, batch, u = hi // k, hi % k, keys & _U_MASK
+    pair = (owner << _U_BITS) | u
+    upair, inv = torch.unique(pair, sorted=True, return_inverse=True)
+    counts = torch.zeros(upair.numel(), k, dtype=torch.float64)
+    counts.index_put_((inv, batch), vals, accumulate=True)
+    return upair, counts, batch, vals
+
+
 def _mix_entropy(
     s1: torch.Tensor, s2: torch.Tensor, c_r: torch.Tensor, seg: torch.Tensor | None, n_seg: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -561,13 +578,7 @@ class SampledWholeEI(WholeEI):
     def _input_nodes(self, hy_c, hy_p, valid, warns) -> list[Estimate]:
         """I(X_i; Y) per input from the (input, bin, output tuple) sums."""
         k_, nia = self.batches, self.n_in * self.in_bins
-        keys, vals = _cpu_items(self._i1)
-        hi = keys >> _U_BITS
-        ia, g, u = hi // k_, hi % k_, keys & _U_MASK
-        pair = (ia << _U_BITS) | u
-        upair, inv = torch.unique(pair, sorted=True, return_inverse=True)
-        s1 = torch.zeros(upair.numel(), k_, dtype=torch.float64)
-        s1.index_put_((inv, g), vals, accumulate=True)
+        upair, s1, _, _ = _per_batch(self._i1, k_)  # keys (input bin, output tuple)
         k2, v2 = _cpu_items(self._i2)
         pos = torch.searchsorted(k2, upair).clamp(max=max(k2.numel() - 1, 0))
         s2 = torch.where(k2[pos] == upair, v2[pos], 0.0)
@@ -669,13 +680,7 @@ class ExhaustiveWholeEI(WholeEI):
             )
 
         # -- per (cell, output tuple): counts per point batch -> replicates
-        keys, vals = _cpu_items(self._ex)
-        hi = keys >> _U_BITS
-        cell, g, u = hi // k_, hi % k_, keys & _U_MASK
-        pair = (cell << _U_BITS) | u
-        upair, inv = torch.unique(pair, sorted=True, return_inverse=True)
-        cnt_g = torch.zeros(upair.numel(), k_, dtype=torch.float64)
-        cnt_g.index_put_((inv, g), vals, accumulate=True)
+        upair, cnt_g, g, vals = _per_batch(self._ex, k_)  # keys (cell, output tuple)
         cnt = _replicates(cnt_g)  # (E, R)
         e_cell, e_u = upair >> _U_BITS, upair & _U_MASK
         n_cell = torch.zeros(n_all, cnt.shape[1], dtype=torch.float64).index_add_(0, e_cell, cnt)

@@ -84,7 +84,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from causal_widgets.engine.settings import check_measure_keywords
+from causal_widgets.engine.settings import (
+    LAYER_KEYWORDS,
+    MeasureSettings,
+    check_measure_keywords,
+)
 from causal_widgets.jsonable import to_jsonable
 from causal_widgets.live.executors import Executor, ThreadExecutor, get_executor
 from causal_widgets.live.store import History, _check_epoch
@@ -139,9 +143,17 @@ def _layer_measurer(
     measure_fn: Callable[..., Any] | None, measure_kwargs: Mapping[str, Any], device: Any
 ) -> Callable[[Any], Any]:
     """``layer -> result``: ``measure_fn`` (default measure_layer) with the monitor's
-    measurement keywords, on ``device``; the same call wherever a snapshot is measured."""
+    measurement keywords, on ``device``; the same call wherever a snapshot is measured.
+
+    With measure_layer the keywords carry one checked ``MeasureSettings`` (``settings=``),
+    so no layer checks them again; the device is set in it once per snapshot.
+    """
     kwargs = dict(measure_kwargs)
-    kwargs.setdefault("device", device)
+    settings = kwargs.get("settings")
+    if isinstance(settings, MeasureSettings):
+        kwargs["settings"] = settings if device is None else settings.replace(device=device)
+    else:
+        kwargs.setdefault("device", device)
     fn = measure_fn or _measure_layer
     return lambda layer: fn(layer, **kwargs)
 
@@ -569,10 +581,16 @@ class Monitor:
         self._last_record = float("-inf")
         self._waiting = 0  # callers blocked in wait(): no duty cycle meanwhile
         self.in_range, self.measure_kwargs = _measurement_settings(example_input, measure_kwargs)
+        # what each layer's measure_fn is called with (self.measure_kwargs is what the user
+        # gave, and what the history records)
+        self._call_kwargs = dict(self.measure_kwargs)
         if measure_fn is None:
             # checked here, in the caller's thread: a misspelt or invalid setting raises
-            # now instead of becoming an error entry for every layer of every snapshot
-            check_measure_keywords(self.measure_kwargs, where="Monitor()")
+            # now instead of becoming an error entry for every layer of every snapshot;
+            # the checked object then travels to the worker and is trusted there
+            settings = check_measure_keywords(self.measure_kwargs, where="Monitor()")
+            self._call_kwargs = {k: v for k, v in self.measure_kwargs.items()
+                                 if k in LAYER_KEYWORDS} | {"settings": settings}
 
         self._source = model
         self._model = _private_copy(model, self.device)
@@ -925,7 +943,7 @@ class Monitor:
             snap.state = None
         return self._executor.submit(
             measure_snapshot_task, self._template_ref, state, self._example,
-            self._layers_arg, self.in_range, self._reference, self.measure_kwargs,
+            self._layers_arg, self.in_range, self._reference, self._call_kwargs,
             self._measure_fn, self._remote_device,
         )
 
@@ -993,7 +1011,7 @@ class Monitor:
             time.sleep(min(0.05, until - now))
 
     def _measure(self, layer: Any) -> Any:
-        return _layer_measurer(self._measure_fn, self.measure_kwargs, self.device)(layer)
+        return _layer_measurer(self._measure_fn, self._call_kwargs, self.device)(layer)
 
 
 def _wait_for_work(cond: threading.Condition, queue: deque) -> None:

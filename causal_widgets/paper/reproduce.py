@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from causal_widgets.checks import renamed
 from causal_widgets.extras import missing_extra
 
 # The training loop lives in causal_widgets.training.loop (the studies use it too); its
@@ -101,7 +102,7 @@ def make_config(
     runs: int | None = None,
     every: int | None = None,
     bins: int = 8,
-    samples: int | None = None,
+    ei_samples: int | None = None,
     activation: str = "sigmoid",
     layers: str | Sequence[int] | None = None,
     seed: int = 0,
@@ -109,8 +110,13 @@ def make_config(
     data_dir: str | None = None,
     batch_size: int | None = None,
     measure: dict[str, Any] | None = None,
+    samples: int | None = None,
 ) -> Config:
-    """The paper's settings for ``experiment``, overridden by whatever is given."""
+    """The paper's settings for ``experiment``, overridden by whatever is given.
+
+    ``ei_samples``: forward evaluations per layer for whole EI (``samples`` is its old name).
+    """
+    ei_samples = renamed(ei_samples, samples, "ei_samples", "samples")
     if experiment not in TRAINING_EXPERIMENTS:
         raise ValueError(
             f"experiment {experiment!r} is not a training experiment: choose one of "
@@ -135,8 +141,8 @@ def make_config(
             "PATH (a folder with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte"
             "[.gz]), or run the embedded 'digits' experiment instead."
         )
-    if samples is not None and int(samples) < 1:
-        raise ValueError(f"--samples must be a positive integer; got {samples}.")
+    if ei_samples is not None and int(ei_samples) < 1:
+        raise ValueError(f"--ei-samples must be a positive integer; got {ei_samples}.")
     return Config(
         experiment=experiment,
         sizes=list(sizes),
@@ -147,7 +153,7 @@ def make_config(
         batch_size=base["batch_size"],
         bins=int(bins),
         seed=int(seed),
-        samples=None if samples is None else int(samples),
+        ei_samples=None if ei_samples is None else int(ei_samples),
         quick=bool(quick),
         data_dir=None if data_dir is None else str(data_dir),
         measure=dict(measure or {}),
@@ -216,24 +222,26 @@ def toy_results(
     quick: bool = False,
     bins: int = 8,
     seed: int = 0,
-    samples: int | None = None,
+    ei_samples: int | None = None,
     weights: Sequence[float] | None = None,
     grid: Sequence[float] | None = None,
+    samples: int | None = None,
 ) -> pd.DataFrame:
     """The toy layers' numbers (bits): EI of one edge vs its weight, 2->1 sigmoid surfaces.
 
     Edge panel: ``y = act(w x)`` for sigmoid, tanh, ReLU at 8/16/32/64 bins, exact, over
     ``weights`` (default 401 points in [-10, 10]; 81 with ``quick``). Surface panel: a
     bias-free 2->1 sigmoid layer over ``grid`` x ``grid`` (default 33 points in [-8, 8];
-    9 with ``quick``), whole EI (cell-conditional over all ``bins**2`` cells, ``samples``
-    points in all: default 2**15, 2**13 with ``quick``), exact EI_parts and sensitivity,
-    degeneracy and integration at ``bins`` bins.
+    9 with ``quick``), whole EI (cell-conditional over all ``bins**2`` cells, ``ei_samples``
+    points in all (``samples`` is its old name): default 2**15, 2**13 with ``quick``),
+    exact EI_parts and sensitivity, degeneracy and integration at ``bins`` bins.
 
     Columns: ``panel`` ("edge" | "surface"), ``activation, bins, w1, w2, metric, value,
     ci_low, ci_high, method``.
     """
     from causal_widgets.engine.layer_measure import measure_layer
 
+    ei_samples = renamed(ei_samples, samples, "ei_samples", "samples")
     rows: list[dict[str, Any]] = []
     weights = np.linspace(-10.0, 10.0, 81 if quick else 401) if weights is None else weights
     for act in ("sigmoid", "tanh", "relu"):
@@ -244,10 +252,11 @@ def toy_results(
                                  w2=math.nan, metric="ei", value=v, ci_low=v, ci_high=v,
                                  method="exact"))
     grid = np.linspace(-8.0, 8.0, 9 if quick else 33) if grid is None else grid
-    # a 2->1 layer has only bins**2 input cells: enumerate them all, `samples` points in all
-    if samples is None:
-        samples = 2**13 if quick else 2**15
-    kw = dict(bins=bins, seed=seed, cells="all", points_per_cell=max(2, samples // bins**2))
+    # a 2->1 layer has only bins**2 input cells: enumerate them all, `ei_samples` in all
+    if ei_samples is None:
+        ei_samples = 2**13 if quick else 2**15
+    kw = dict(bins=bins, seed=seed, cells="all",
+              points_per_cell=max(2, ei_samples // bins**2))
     layer = torch.nn.Sequential(torch.nn.Linear(2, 1, bias=False), torch.nn.Sigmoid())
     for w1 in grid:
         for w2 in grid:
@@ -270,15 +279,17 @@ def run_toy(
     quick: bool = False,
     bins: int = 8,
     seed: int = 0,
-    samples: int | None = None,
+    ei_samples: int | None = None,
     figures: bool = True,
     log: Callable[[str], None] = print,
+    samples: int | None = None,
 ) -> pd.DataFrame:
     """Compute :func:`toy_results` into ``out/results.parquet`` and draw its figures."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results = toy_results(quick=quick, bins=bins, seed=seed, samples=samples)
+    results = toy_results(quick=quick, bins=bins, seed=seed,
+                          ei_samples=renamed(ei_samples, samples, "ei_samples", "samples"))
     results.to_parquet(out / "results.parquet", index=False)
     if figures:
         from causal_widgets.paper.figures import toy_figures

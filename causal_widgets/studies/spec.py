@@ -28,7 +28,8 @@ the paper's settings for the dataset (``causal_widgets.paper.reproduce.PRESETS``
 ``seed``       integer >= 0 (init, batch order, data split, label noise)
 ``epochs``, ``every``, ``batch_size``  training length, measurement cadence, batch
 ``bins``       bins per neuron, >= 2
-``samples``    forward evaluations per layer for whole EI (>= 32)
+``ei_samples`` forward evaluations per layer for whole EI (>= 32; ``samples`` is its
+               old name and still works)
 ``data_dir``   folder with MNIST IDX files
 =============  ===========================================================
 
@@ -53,6 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from causal_widgets.checks import is_int, is_number, suggest
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -68,18 +71,10 @@ class StudyError(ValueError):
     """A study file or study definition that cannot run; the message lists every problem."""
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _check_layers(v: Any) -> str | None:
     from causal_widgets.training.models import parse_layers
 
-    if isinstance(v, str) or (isinstance(v, list) and all(_is_int(x) for x in v)):
+    if isinstance(v, str) or (isinstance(v, list) and all(is_int(x) for x in v)):
         try:
             parse_layers(v)
         except ValueError as err:
@@ -97,20 +92,20 @@ def _one_of(options: tuple[str, ...]):
 
 def _int_at_least(lo: int):
     def check(v: Any) -> str | None:
-        return None if _is_int(v) and v >= lo else f"must be an integer >= {lo}; got {v!r}"
+        return None if is_int(v) and v >= lo else f"must be an integer >= {lo}; got {v!r}"
     return check
 
 
 def _fraction(closed_top: bool):
     def check(v: Any) -> str | None:
-        ok = _is_num(v) and 0 <= v and (v <= 1 if closed_top else v < 1)
+        ok = is_number(v) and 0 <= v and (v <= 1 if closed_top else v < 1)
         return None if ok else (
             f"must be a number in [0, {'1]' if closed_top else '1)'}; got {v!r}")
     return check
 
 
 def _positive_number(v: Any) -> str | None:
-    return None if _is_num(v) and v > 0 else f"must be a number > 0; got {v!r}"
+    return None if is_number(v) and v > 0 else f"must be a number > 0; got {v!r}"
 
 
 def _path(v: Any) -> str | None:
@@ -130,9 +125,11 @@ KEYS = {
     "every": _int_at_least(1),
     "batch_size": _int_at_least(1),
     "bins": _int_at_least(2),
-    "samples": _int_at_least(32),
+    "ei_samples": _int_at_least(32),
     "data_dir": _path,
 }
+#: keys of earlier versions, still accepted: old name -> key
+OLD_KEYS = {"samples": "ei_samples"}
 
 
 def _key_lines(text: str) -> dict[tuple[str, str], int]:
@@ -223,14 +220,19 @@ class Study:
             return where(table, key) if where is not None else f"[{table}] {key}"
 
         problems: list[str] = []
+        given = {*self.grid, *self.settings}
+        for old, new in OLD_KEYS.items():
+            if old in given and new in given:
+                table = "grid" if old in self.grid else "settings"
+                problems.append(f"{at(table, old)}: {old!r} is the old name of {new!r}; "
+                                "give one of them")
         for table, entries in (("grid", self.grid), ("settings", self.settings)):
             for key, value in entries.items():
-                if key not in KEYS:
-                    close = [k for k in KEYS if k.startswith(key[:3])]
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                name = OLD_KEYS.get(key, key)  # the checks go by the current name
+                if name not in KEYS:
                     problems.append(
-                        f"{at(table, key)}: unknown key {key!r} in [{table}]{hint}; known "
-                        f"keys: {', '.join(KEYS)}")
+                        f"{at(table, key)}: unknown key {key!r} in [{table}]"
+                        f"{suggest(key, KEYS)}; known keys: {', '.join(KEYS)}")
                     continue
                 if table == "grid":
                     if not isinstance(value, list):
@@ -243,22 +245,23 @@ class Study:
                             f"{at(table, key)}: [grid] {key} is an empty list, so the grid "
                             "has zero points; give at least one value")
                         continue
-                    if key == "layers" and all(_is_int(v) for v in value):
+                    if name == "layers" and all(is_int(v) for v in value):
                         problems.append(
                             f"{at(table, key)}: [grid] layers lists architectures: write "
                             f"layers = [\"{','.join(map(str, value))}\"]")
                         continue
                     for v in value:
-                        bad = KEYS[key](v)
+                        bad = KEYS[name](v)
                         if bad:
                             problems.append(f"{at(table, key)}: {key} {bad}")
                     if len({json.dumps(v) for v in value}) < len(value):
                         problems.append(f"{at(table, key)}: [grid] {key} repeats a value")
                 else:
-                    bad = KEYS[key](value)
+                    bad = KEYS[name](value)
                     if bad:
                         problems.append(f"{at(table, key)}: {key} {bad}")
-        both = set(self.grid) & set(self.settings)
+        both = {OLD_KEYS.get(k, k) for k in self.grid} & {
+            OLD_KEYS.get(k, k) for k in self.settings}
         for key in sorted(both):
             problems.append(f"{at('settings', key)}: {key} is both an axis in [grid] and a "
                             "single value in [settings]; keep one")
@@ -360,7 +363,7 @@ def resolve_point(given: Mapping[str, Any], *, quick: bool = False) -> dict[str,
         "every": int(given.get("every", base["every"])),
         "batch_size": int(given.get("batch_size", base["batch_size"])),
         "bins": int(given.get("bins", 8)),
-        "samples": None if given.get("samples") is None else int(given["samples"]),
+        "ei_samples": _optional_int(given.get("ei_samples", given.get("samples"))),
         "quick": bool(quick),
     }
     if given.get("data_dir"):
@@ -368,9 +371,16 @@ def resolve_point(given: Mapping[str, Any], *, quick: bool = False) -> dict[str,
     return point
 
 
+def _optional_int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
 def run_id(point: Mapping[str, Any]) -> str:
     """A 12-hex-digit id from the run's settings (not from its place in the grid)."""
-    settings = {k: v for k, v in point.items() if k not in ("run_id", "group")}
+    # hashed under the keys' first names, so a study started before a rename still resumes
+    first_name = {new: old for old, new in OLD_KEYS.items()}
+    settings = {first_name.get(k, k): v for k, v in point.items()
+                if k not in ("run_id", "group")}
     blob = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

@@ -238,7 +238,7 @@ def _point_columns(point: Mapping[str, Any]) -> dict[str, Any]:
     """The run's settings as flat columns (architecture as "4-5-5-3")."""
     cols = {k: v for k, v in point.items() if k != "run_id"}
     cols["layers"] = "-".join(map(str, point["layers"]))
-    cols["samples"] = -1 if point.get("samples") is None else int(point["samples"])
+    cols["ei_samples"] = -1 if point.get("ei_samples") is None else int(point["ei_samples"])
     cols.pop("data_dir", None)
     return cols
 
@@ -276,7 +276,7 @@ def run_point(point: Mapping[str, Any], out: str | os.PathLike, threads: int = 1
         activation=point["activation"], epochs=int(point["epochs"]),
         every=int(point["every"]), runs=1, batch_size=int(point["batch_size"]),
         lr=float(point["lr"]), bins=int(point["bins"]), seed=int(point["seed"]),
-        samples=point.get("samples"), quick=bool(point.get("quick", False)),
+        ei_samples=point.get("ei_samples"), quick=bool(point.get("quick", False)),
         data_dir=point.get("data_dir"), label_noise=float(point["label_noise"]),
         dropout=float(point["dropout"]),
     )

@@ -67,7 +67,7 @@ class Config:
     lr: float = 0.01
     bins: int = 8
     seed: int = 0
-    samples: int | None = None
+    ei_samples: int | None = None  # forward evaluations per layer for whole EI
     quick: bool = False
     data_dir: str | None = None
     measure: dict[str, Any] = field(default_factory=dict)
@@ -89,7 +89,7 @@ class Config:
     def measure_kwargs(self) -> dict[str, Any]:
         """Keywords for :func:`~causal_widgets.engine.layer_measure.measure_layer` (bar seed
         and ranges)."""
-        kw: dict[str, Any] = {"bins": self.bins, **engine_settings(self.quick, self.samples)}
+        kw: dict[str, Any] = {"bins": self.bins, **engine_settings(self.quick, self.ei_samples)}
         kw.update(self.measure)
         return kw
 

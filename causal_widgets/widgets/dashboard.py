@@ -29,8 +29,8 @@ What crosses to the browser is compact (all values in bits):
 * ``edge_history``: E and S of the edge in ``pinned_edge`` over all measured epochs.
 
 The payloads are built by :mod:`causal_widgets.widgets.payloads`, the bundled front-end by
-:mod:`causal_widgets.widgets.frontend`; :func:`~causal_widgets.widgets.attach.attach` and
-the Lightning callback live in :mod:`causal_widgets.widgets.attach`.
+:mod:`causal_widgets.widgets.frontend`; :func:`~causal_widgets.widgets.hooks.attach` and
+the Lightning callback live in :mod:`causal_widgets.widgets.hooks`.
 
 Updates from the measurement thread are coalesced: at most one push per
 ``min_interval`` seconds (0.2 s, stretched to five times the cost of the last push so a

@@ -367,7 +367,7 @@ def test_to_dict_and_to_frame():
     layer = _random_linear(3, 2, 2.0, nn.Tanh(), seed=1)
     r = measure_layer(layer, in_range=(-1, 1), in_bins=6, out_bins=5, seed=11, name="fc1", tol=0.05)
     d = r.to_dict()
-    json.dumps(d)  # plain builtins only
+    json.dumps(d, allow_nan=False)  # plain builtins only
     assert d["version"] == cw.__version__
     assert d["seed"] == 11 and d["in_bins"] == 6 and d["out_bins"] == 5
     assert d["in_range"] == [-1.0, 1.0] and d["out_range"] == [-1.0, 1.0]
@@ -376,6 +376,10 @@ def test_to_dict_and_to_frame():
     assert d["samples"]["ei_parts"] == 0 and d["samples"]["ei"] > 0
     assert d["ei"] == pytest.approx(r.ei) and np.shape(d["ei_parts_matrix"]) == (3, 2)
     assert len(d["nodes"]) == 5 and isinstance(d["warnings"], list)
+    # a value not computed is None (no NaN in JSON), in the metrics as in the settings
+    partial = measure_layer(layer, in_range=(-1, 1), metrics=["ei_parts"]).to_dict()
+    json.dumps(partial, allow_nan=False)
+    assert partial["ei"] is None and partial["ei_parts"] is not None
     f = r.to_frame()
     assert list(f.columns) == FRAME_COLUMNS
     assert list(f["metric"]) == ["ei", "ei_parts", "sensitivity", "degeneracy", "integration"]

@@ -22,7 +22,7 @@ from causal_widgets.training import loop
 from causal_widgets.training.models import make_mlp, make_optimizer, one_hot, train_epoch
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--samples", "2048", "--no-progress"]
+TINY = ["--ei-samples", "2048", "--no-progress"]
 METRICS = {"ei", "ei_parts", "sensitivity", "degeneracy", "integration"}
 FIGURES = ["plane_ei", "plane_ei_parts", "time_series", "heatmaps"]
 
@@ -192,7 +192,7 @@ def test_mnist_runs_on_idx_files(
     # the training loop loads the data sets (paper.reproduce only configures the run)
     monkeypatch.setattr(loop, "load_mnist_data", lambda d: real(d, n_train=20))
     cfg = rp.make_config("mnist", data_dir=str(data), epochs=1, every=1, runs=1,
-                         layers="25,6,5", samples=2048)
+                         layers="25,6,5", ei_samples=2048)
     res = rp.run_experiment(cfg, tmp_path / "out", progress=False, figures=False,
                             log=lambda s: None)
     assert set(res.layer) == {"fc1", "fc2"} and set(res.epoch) == {0}
@@ -299,7 +299,7 @@ def test_interrupt_between_checkpoint_and_history_save(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # the riskiest moment: the checkpoint of epoch 20 is written, the measurement (and so the
     # history save) never happens; the scalars of epochs 11-19 live only in the checkpoint
-    cfg = rp.make_config("iris", epochs=40, every=10, runs=1, samples=2048)
+    cfg = rp.make_config("iris", epochs=40, every=10, runs=1, ei_samples=2048)
     real = loop.measure_model  # train_run (in the training loop) calls it there
 
     def interrupted(model, example, cfg_, seed, skip=None):
@@ -324,7 +324,7 @@ def test_dropout_runs_do_not_depend_on_the_global_rng(tmp_path: Path) -> None:
     """Dropout draws from torch's global generator; a run must not inherit its state (the
     same run in a fresh worker process and after other runs must give the same numbers),
     and must leave the caller's global state as it was."""
-    cfg = rp.make_config("iris", epochs=12, every=4, runs=1, samples=512)
+    cfg = rp.make_config("iris", epochs=12, every=4, runs=1, ei_samples=512)
     cfg.dropout = 0.5
     ds = loop.load_dataset(cfg)
     frames = []
@@ -349,3 +349,15 @@ def test_notebook_path_finds_the_checkouts_notebooks() -> None:
     for name in ("iris", "digits", "toy_layers"):
         assert rp.notebook_path(name) == ROOT / "notebooks" / f"{name}.ipynb"
         assert rp.notebook_path(name).is_file()
+
+
+def test_ei_samples_keeps_its_old_name_samples():
+    from causal_widgets.__main__ import build_parser
+
+    assert rp.make_config("iris", samples=512) == rp.make_config("iris", ei_samples=512)
+    assert rp.make_config("iris", samples=512).ei_samples == 512
+    with pytest.raises(TypeError, match="old name of ei_samples"):
+        rp.make_config("iris", samples=512, ei_samples=512)
+    for flag in ("--samples", "--ei-samples"):
+        args = build_parser().parse_args(["reproduce", "iris", "--out", "x", flag, "64"])
+        assert args.ei_samples == 64

@@ -42,7 +42,7 @@ def test_executor_runs_tasks_on_the_cluster(cluster):
 
 def test_tiny_sweep_on_ray(cluster, tmp_path):
     study = Study("ray", grid={"label_noise": [0.0, 1.0]},
-                  settings={"dataset": "iris", "epochs": 30, "every": 10, "samples": 1024})
+                  settings={"dataset": "iris", "epochs": 30, "every": 10, "ei_samples": 1024})
     data = sweep(study, tmp_path, executor=cluster, **QUIET)
     check_exactly_once(tmp_path, study)
     assert data.complete

@@ -121,3 +121,21 @@ def test_toml_round_trip():
     study = preset("depth", quick=True)
     again = Study.from_text(study.to_toml(), quick=True)
     assert [p["run_id"] for p in again.points()] == [p["run_id"] for p in study.points()]
+
+
+def test_ei_samples_and_its_old_name_samples_are_one_key():
+    new = Study("n", grid={"seed": [0]}, settings={"ei_samples": 1024}).points()[0]
+    old = Study("o", grid={"seed": [0]}, settings={"samples": 1024}).points()[0]
+    assert new["ei_samples"] == old["ei_samples"] == 1024 and "samples" not in new
+    assert new["run_id"] == old["run_id"]
+    # the id hashes the first key name, so studies started before the rename resume
+    import hashlib
+    import json
+
+    first = {("samples" if k == "ei_samples" else k): v for k, v in new.items()
+             if k not in ("run_id", "group")}
+    blob = json.dumps(first, sort_keys=True, separators=(",", ":")).encode()
+    assert new["run_id"] == hashlib.sha1(blob).hexdigest()[:12]
+    msg = _errors(GOOD + "ei_samples = 512\nsamples = 512\n")
+    assert "'samples' is the old name of 'ei_samples'" in msg
+    assert "did you mean 'ei_samples'" in _errors(GOOD + "ei_sample = 512\n")

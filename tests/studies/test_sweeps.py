@@ -20,7 +20,7 @@ from causal_widgets.live.executors import Executor, ProcessExecutor, SerialExecu
 from causal_widgets.studies.spec import Study, StudyError
 from causal_widgets.studies.sweeps import finished_runs, load_study, plane_summary, sweep
 
-TINY = {"dataset": "iris", "epochs": 30, "every": 10, "samples": 1024}
+TINY = {"dataset": "iris", "epochs": 30, "every": 10, "ei_samples": 1024}
 QUIET = {"log": lambda s: None, "figures": False}
 
 
@@ -211,7 +211,7 @@ def kill_mid_run(out: Path, study: Study, run) -> str:
     return victim
 
 
-LONG = {"dataset": "iris", "epochs": 300, "every": 10, "samples": 1024}
+LONG = {"dataset": "iris", "epochs": 300, "every": 10, "ei_samples": 1024}
 
 
 def test_killed_local_worker_is_retried_and_every_run_completes_once(tmp_path):
@@ -252,7 +252,7 @@ def test_plane_summary_is_the_mean_over_seeds(tmp_path):
 def test_cli_sweep_runs_a_study_file_and_rejects_bad_ones(tmp_path, capsys):
     good = tmp_path / "s.toml"
     good.write_text('name = "cli"\n[grid]\nseed = [0]\n[settings]\ndataset = "iris"\n'
-                    "epochs = 20\nevery = 10\nsamples = 512\n")
+                    "epochs = 20\nevery = 10\nei_samples = 512\n")
     assert cli.main(["sweep", str(good), "--out", str(tmp_path / "o"), "--serial",
                      "--no-figures"]) == 0
     assert len(finished_runs(tmp_path / "o")) == 1
