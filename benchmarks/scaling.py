@@ -160,7 +160,7 @@ CONFIGS = {
         exact_bins=(8, 16),
         exact_bins_layers=((4, 5), (25, 6)),
         exact_init_layers=((25, 6),),
-        sampled={"4x5": (2000, 8000), "25x6": (2000,)},
+        sampled={"4x5": (2048, 8192), "25x6": (2048,)},  # >= 32 per 8x8 table cell
         whole={"4x5": (2000, 8000), "25x6": (2000,)},
         train_epochs_small=1,
         train_steps={"mnist_paper": 5, "mlp784": 3, "cnn": 3},

@@ -26,6 +26,7 @@ _install_moved_paths()  # the module paths of 0.1 (causal_widgets.store, ...) st
 # (anywidget and the worker thread machinery load only when a dashboard is made).
 _LAZY = {
     "Monitor": "live.monitor",
+    "analyze_checkpoints": "live.checkpoints",
     "History": "live.store",
     "CausalDashboard": "widgets.dashboard",
     "attach": "widgets.hooks",
@@ -54,6 +55,7 @@ __all__ = [
     "Study",
     "StudyDashboard",
     "__version__",
+    "analyze_checkpoints",
     "attach",
     "ei",
     "ei_parts",

@@ -13,6 +13,8 @@ Examples::
     python -m causal_widgets sweep study.toml --out runs/study          # local processes
     python -m causal_widgets sweep --preset memorization --quick --out runs/mem
     python -m causal_widgets sweep study.toml --out runs/study --ray auto  # a Ray cluster
+    python -m causal_widgets analyze ckpts/ --model train.py:make_net --example-input 3,32,32 \
+        --in-range 0,1 --out runs/ckpts                                  # saved checkpoints
 
 Rerunning the same command after an interruption resumes where it stopped.
 """
@@ -24,31 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be a positive integer")
-    return value
-
-
-def _bins(text: str) -> int:
-    value = _positive(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError("bins must be at least 2 (the paper uses 8)")
-    return value
-
-
-def _layers(text: str) -> list[int]:
-    from causal_widgets.training.models import parse_layers
-
-    try:
-        return parse_layers(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+from causal_widgets import cli_values as values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,18 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("experiment", choices=["iris", "digits", "mnist", "toy"],
                      help="iris: 4-5-5-3; digits: embedded 8x8 digits 0-4 (MNIST stand-in); "
                           "mnist: real MNIST from --data-dir; toy: single edges and 2->1 layers")
-    rep.add_argument("--out", required=True, type=Path, help="output directory")
-    rep.add_argument("--epochs", type=_positive, help="training epochs (default: the paper's)")
-    rep.add_argument("--runs", type=_positive, help="independent runs (default 3)")
-    rep.add_argument("--every", type=_positive, help="measure every N epochs")
-    rep.add_argument("--bins", type=_bins, default=8, help="bins per neuron")
-    rep.add_argument("--ei-samples", "--samples", dest="ei_samples", type=_positive,
+    rep.add_argument("--out", required=True, type=values.output_dir("--out"),
+                     help="output directory")
+    rep.add_argument("--epochs", type=values.positive_int("--epochs", "100"),
+                     help="training epochs (default: the paper's)")
+    rep.add_argument("--runs", type=values.positive_int("--runs", "3"),
+                     help="independent runs (default 3)")
+    rep.add_argument("--every", type=values.positive_int("--every", "50"),
+                     help="measure every N epochs")
+    rep.add_argument("--bins", type=values.bins("--bins"), default=8, help="bins per neuron")
+    rep.add_argument("--ei-samples", "--samples", dest="ei_samples",
+                     type=values.positive_int("--ei-samples", "131072"),
                      help="forward evaluations per layer for the sampled whole EI "
                           "(EI_SAMPLES/32 random input cells x 32 points); default 2**17, "
                           "2**14 with --quick (--samples is its old name)")
     rep.add_argument("--activation", choices=["sigmoid", "tanh", "relu"], default="sigmoid")
-    rep.add_argument("--layers", type=_layers, help="layer sizes, e.g. 4,5,5,3")
-    rep.add_argument("--seed", type=int, default=0, help="seed of the data split and runs")
+    rep.add_argument("--layers", type=values.layers("--layers"), help="layer sizes, e.g. 4,5,5,3")
+    rep.add_argument("--seed", type=values.non_negative_int("--seed"), default=0,
+                     help="seed of the data split and runs")
     rep.add_argument("--quick", action="store_true",
                      help="a first look in under a minute: fewer epochs, runs and samples")
     rep.add_argument("--data-dir", type=Path,
@@ -109,25 +93,91 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the study file (TOML; see causal_widgets.studies.spec)")
     sw.add_argument("--preset", choices=["memorization", "dropout", "depth"],
                     help="a study for one of the paper's open questions instead of a file")
-    sw.add_argument("--out", required=True, type=Path, help="output directory")
+    sw.add_argument("--out", required=True, type=values.output_dir("--out"),
+                    help="output directory")
     sw.add_argument("--quick", action="store_true",
                     help="the quick schedule (fewer epochs and seeds): minutes on a laptop")
     sw.add_argument("--ray", nargs="?", const="local", metavar="auto|ADDRESS",
                     help="run on Ray: 'auto' (a running cluster), host:port, or no value "
                          "to start Ray on this machine")
-    sw.add_argument("--workers", type=_positive,
+    sw.add_argument("--workers", type=values.positive_int("--workers", "4"),
                     help="local worker processes (default: one per CPU)")
     sw.add_argument("--serial", action="store_true",
                     help="one run after another in this process (no pool)")
-    sw.add_argument("--max-retries", type=int, default=2,
+    sw.add_argument("--max-retries", type=values.non_negative_int("--max-retries", "2"),
+                    default=2,
                     help="resubmissions of a failed or lost run")
     sw.add_argument("--no-figures", action="store_true", help="skip the study figures")
+    _add_analyze(sub)
     return parser
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    an = sub.add_parser(
+        "analyze",
+        help="measure a folder of saved state_dict checkpoints (after training)",
+        description=(
+            "Load every checkpoint in CHECKPOINTS into the model --model builds, measure "
+            "its layers (bits) and write the history CausalDashboard.load(OUT) opens into "
+            "--out. The epoch is the last number in each file name, or where --pattern "
+            "puts {epoch}. Rerunning after an interruption resumes."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    an.add_argument("checkpoints", help="the folder of saved state_dicts (or one file)")
+    an.add_argument("--model", required=True, type=values.model_factory("--model"),
+                    help="module:factory or file.py:factory, a function returning the nn.Module")
+    an.add_argument("--example-input", required=True,
+                    type=values.example_input("--example-input"),
+                    help="one sample's shape (e.g. 3,32,32: 16 seeded uniform samples) or a "
+                         "saved batch (.pt / .npy)")
+    an.add_argument("--out", required=True, type=values.output_dir("--out"),
+                    help="the history's folder")
+    an.add_argument("--pattern", help="file names with {epoch}, e.g. 'epoch_{epoch}.pt' "
+                                      "(* matches anything)")
+    an.add_argument("--in-range", type=values.value_range("--in-range"),
+                    help="the network input's range LO,HI (default: the example's min,max)")
+    an.add_argument("--bins", type=values.bins("--bins"), default=8, help="bins per neuron")
+    an.add_argument("--workers", type=values.positive_int("--workers", "4"),
+                    help="measure in this many local worker processes (default: here)")
+    an.add_argument("--ray", nargs="?", const="local", metavar="auto|ADDRESS",
+                    help="measure on Ray: 'auto' (a running cluster), host:port, or no value "
+                         "to start Ray on this machine")
+    an.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _analyze(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from causal_widgets.live.checkpoints import analyze_checkpoints
+
+    if args.ray is not None and args.workers:
+        parser.error("--ray runs on the cluster: drop --workers")
+    kwargs = {} if args.in_range is None else {"in_range": args.in_range}
+    try:
+        if args.ray is not None:
+            from causal_widgets.live.executors import RayExecutor
+
+            executor: object = RayExecutor(address=None if args.ray == "local" else args.ray)
+        else:
+            executor = "local" if args.workers else "serial"
+        history = analyze_checkpoints(
+            args.checkpoints, args.model, args.example_input, args.out, pattern=args.pattern,
+            progress=False if args.no_progress else None, executor=executor,
+            workers=args.workers, bins=args.bins, **kwargs)
+    except (ValueError, TypeError, OSError, ImportError) as err:
+        return _report(err)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(f"{len(history.epochs())} checkpoints measured into {args.out} "
+          f"(CausalDashboard.load({str(args.out)!r}))")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "analyze":
+        return _analyze(parser, args)
     if args.command == "sweep":
         return _sweep(parser, args)
     from causal_widgets.paper import reproduce as rp
@@ -156,10 +206,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env["CW_QUICK"] = "1"
             rp.execute_notebook(rp.notebook_path(name), dest, env=env)
             print(f"executed notebooks/{name}.ipynb into {dest}")
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as err:
+        return _report(err)
     return 0
+
+
+def _report(err: Exception) -> int:
+    """A refused run: the message on stderr, exit status 2 (what argparse uses)."""
+    # OSError beyond a missing file (permissions, a full disk, a path that turned into a
+    # file after --out was checked) is the machine's answer about a path: printed with
+    # the path it names, never as a traceback
+    hint = "" if isinstance(err, (ValueError, FileNotFoundError)) else (
+        " (check that --out is a folder you can write to)")
+    print(f"error: {err}{hint}", file=sys.stderr)
+    return 2
 
 
 def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -168,8 +228,6 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     if args.ray is not None and (args.serial or args.workers):
         parser.error("--ray runs on the cluster: drop --serial/--workers")
-    if args.max_retries < 0:
-        parser.error("--max-retries must be >= 0")
     try:
         study = study_from_args(args.study, args.preset, args.quick)
         if args.ray is not None:
@@ -180,9 +238,8 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             executor = "serial" if args.serial else "local"
         data = sweep(study, args.out, executor=executor, workers=args.workers,
                      max_retries=args.max_retries, figures=not args.no_figures)
-    except (StudyError, ValueError, FileNotFoundError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (StudyError, ValueError, OSError, ImportError) as err:
+        return _report(err)
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

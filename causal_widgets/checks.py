@@ -115,3 +115,63 @@ def renamed(new_value: Any, old_value: Any, new: str, old: str) -> Any:
         raise TypeError(f"got both {new}= and {old}=: {old}= is the old name of {new}=; "
                         f"give only {new}=.")
     return old_value
+
+
+def check_one_batch(value: Any, name: str = "example_input") -> Any:
+    """``value`` unless it is a stream of batches (a generator, an iterator, a DataLoader).
+
+    A monitor keeps a private copy of its example batch and runs it again at every
+    snapshot; a generator can be neither copied nor rerun (it ends in "cannot pickle
+    'generator' object"), a DataLoader yields many batches. Raises ``TypeError`` naming
+    ``name`` and saying to pass one batch.
+    """
+    from collections.abc import Iterator
+
+    kind = type(value).__name__
+    loader = type(value).__module__.startswith("torch.utils.data")
+    if isinstance(value, Iterator) or loader:
+        raise TypeError(
+            f"{name} must be one batch (a tensor, batch dimension first); got a {kind}, "
+            f"which yields batches one by one and cannot be copied or replayed: pass one "
+            f"batch instead, e.g. {name}=next(iter(loader))[0] or {name}=x_train[:64]."
+        )
+    return value
+
+
+def check_materialized(module: Any, name: str = "model") -> None:
+    """Raise ``ValueError`` if ``module`` holds meta tensors (shapes without values).
+
+    A model built under ``torch.device("meta")`` (or ``init_empty_weights``) has no
+    weights to measure; every measurement of it would end deep inside torch in
+    "Tensor.item() cannot be called on meta tensors".
+    """
+    empty = [
+        pname for pname, t in (*module.named_parameters(), *module.named_buffers())
+        if getattr(t, "is_meta", False)
+    ]
+    if empty:
+        more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
+        raise ValueError(
+            f"{name} has parameters on the meta device ({empty[0]!r}{more}): they have "
+            "shapes but no values, so there is nothing to measure. Materialize it first, "
+            f"e.g. {name}.to_empty(device='cpu') then {name}.load_state_dict(weights) (or "
+            "build it outside torch.device('meta'))."
+        )
+
+
+def check_cuda(device: Any, name: str = "device") -> None:
+    """Raise ``ValueError`` when ``device`` (a ``torch.device``) is CUDA and this torch
+    cannot use CUDA, saying whether torch was built without CUDA or sees no GPU."""
+    import torch
+
+    if getattr(device, "type", None) != "cuda" or torch.cuda.is_available():
+        return
+    if torch.version.cuda is None:
+        why = (f"this torch ({torch.__version__}) is a CPU-only build, without CUDA; pass "
+               f"{name}='cpu', or install a CUDA build of torch "
+               "(https://pytorch.org/get-started/locally/) to measure on a GPU.")
+    else:
+        why = (f"this torch is built with CUDA {torch.version.cuda}, but no GPU is visible "
+               f"(check the driver and CUDA_VISIBLE_DEVICES); pass {name}='cpu' to measure "
+               "on the CPU.")
+    raise ValueError(f"{name}={str(device)!r} asks for CUDA, but torch sees no GPU: {why}")

@@ -3,7 +3,10 @@
 // Python (causal_widgets/widgets/dashboard.py, payloads.py) sends compact, already-measured
 // data:
 //   plane        {layer: {epoch: [...], ei: [...], ei_lo, ei_hi, ei_parts..., sensitivity...,
-//                 xy: {ei: {x, y, x0, x1, y0, y1}, ei_parts: {...}}}}  (plane coordinates)
+//                 status: {ei: "eeb", ...},  (one letter per epoch: x exact, e estimate,
+//                                             b bounds, - not measured)
+//                 xy: {ei: {x, y, x0, x1, y0, y1, status}, ei_parts: {...}}}}  (plane
+//                 coordinates; a "b" point's interval brackets the truth: drawn open)
 //   layers       [{name, n_in, n_out, kind}]
 //   scalars      {epoch: [...], loss: [...], accuracy: [...]}
 //   heatmap      the selected layer's matrices at the scrubbed epoch (rows = inputs i)
@@ -74,40 +77,88 @@ export function formatValue(v) {
   return formatScalar(v, 4);
 }
 
+/** The status a payload letter stands for (payloads.STATUS_CODES); null for "-" / none. */
+export function statusName(code) {
+  return { x: "exact", e: "estimate", b: "bounds" }[code] || null;
+}
+
+/** How a value reads with its status: "EI in [lo, hi] bits (bounds)" when its interval
+ *  brackets it (the value is only a guess inside), "EI v bits (95 % CI lo – hi)" for an
+ *  estimate, "EI v bits (exact)" for an exact one, "EI v bits" when the status is unknown. */
+export function valueText(label, v, lo, hi, status) {
+  const ok = Number.isFinite(lo) && Number.isFinite(hi);
+  if (status === "bounds" && ok) return `${label} in [${formatBits(lo, false)}, ${formatBits(hi)}] (bounds)`;
+  if (status === "estimate" && ok) return `${label} ${formatBits(v)} (95 % CI ${formatBits(lo, false)} – ${formatBits(hi, false)})`;
+  if (status === "exact") return `${label} ${formatBits(v)} (exact)`;
+  return `${label} ${formatBits(v)}`;
+}
+
 /** One layer's trajectory in the plane: points in epoch order, measurements where S or
- *  the chosen metric is missing (no coordinates) skipped. Each point carries its epoch and
- *  CI box. The coordinates come computed from Python (`layerData.xy[metric]`: x, y and the
- *  box x0, x1, y0, y1; causal_widgets.engine.plane), this only collects them. */
+ *  the chosen metric is missing (no coordinates) skipped. Each point carries its epoch,
+ *  interval box and statuses: `status` the point's (its M's or S's, the less certain),
+ *  `mStatus` / `sStatus` / `dStatus` its metric's, sensitivity's and degeneracy's, with
+ *  their interval ends (`mLo`, `mHi`, ...). The coordinates come computed from Python
+ *  (`layerData.xy[metric]`: x, y and the box x0, x1, y0, y1;
+ *  causal_widgets.engine.plane), this only collects them. */
 export function trajectoryPoints(layerData, metric = "ei") {
   if (!layerData || !layerData.epoch) return [];
   const ep = layerData.epoch;
   const S = layerData.sensitivity || [];
   const M = layerData[metric] || [];
   const P = (layerData.xy || {})[metric] || {};
+  const st = layerData.status || {};
   const at = (key, k) => (P[key] || [])[k];
+  const col = (key, k) => (layerData[key] || [])[k];
+  const code = (str, k) => statusName((str || "")[k]);
   const ok = (v) => Number.isFinite(v);
+  // degeneracy's own interval is sent for D = S - EI; D_parts = S - EI_parts is not
+  const dKey = metric === "ei" ? "degeneracy" : null;
   const pts = [];
   for (let k = 0; k < ep.length; k++) {
     const x = at("x", k), y = at("y", k);
     if (!ok(x) || !ok(y)) continue;
     const box = { x0: at("x0", k), x1: at("x1", k), y0: at("y0", k), y1: at("y1", k) };
     const ci = Object.values(box).every(ok) ? box : null;
+    const d = dKey && ok(col(dKey, k)) ? col(dKey, k) : S[k] - M[k];
     pts.push({
       epoch: ep[k], x, y, ci,
-      s: S[k], m: M[k], d: S[k] - M[k],
+      s: S[k], m: M[k], d,
+      status: code(P.status, k),
+      mStatus: code(st[metric], k), mLo: col(`${metric}_lo`, k), mHi: col(`${metric}_hi`, k),
+      sStatus: code(st.sensitivity, k), sLo: col("sensitivity_lo", k), sHi: col("sensitivity_hi", k),
+      dStatus: dKey ? code(st[dKey], k) : null,
+      dLo: dKey ? col(`${dKey}_lo`, k) : null, dHi: dKey ? col(`${dKey}_hi`, k) : null,
     });
   }
   return pts;
 }
 
-/** Plane extent covering every point (and CI box when `withCI`), the origin and the
- *  EI nullcline x = 0, padded by `pad` of the span on each side. */
+/** Whether a plane point is drawn open (its interval brackets the truth, not estimated). */
+export function isBounded(p) {
+  return !!p && p.status === "bounds";
+}
+
+/** The tooltip of a plane point: layer, epoch, then M, S and D with their statuses. */
+export function pointTip(name, p, metric) {
+  const mLabel = metric === "ei" ? "EI" : "EI_parts";
+  return [
+    `${name} · epoch ${p.epoch}`,
+    valueText(mLabel, p.m, p.mLo, p.mHi, p.mStatus),
+    valueText("sensitivity", p.s, p.sLo, p.sHi, p.sStatus),
+    valueText("degeneracy", p.d, p.dLo, p.dHi, p.dStatus),
+  ].join("\n");
+}
+
+/** Plane extent covering every point (and its CI box when `withCI`; a bounded point's
+ *  box always, its bracket is drawn), the origin and the EI nullcline x = 0, padded by
+ *  `pad` of the span on each side. */
 export function planeDomain(trajectories, withCI = false, pad = 0.08) {
   let x0 = 0, x1 = 0, y0 = 0, y1 = 0;
   for (const pts of trajectories) {
     for (const p of pts) {
-      const xs = withCI && p.ci ? [p.x, p.ci.x0, p.ci.x1] : [p.x];
-      const ys = withCI && p.ci ? [p.y, p.ci.y0, p.ci.y1] : [p.y];
+      const box = (withCI || p.status === "bounds") && p.ci;
+      const xs = box ? [p.x, p.ci.x0, p.ci.x1] : [p.x];
+      const ys = box ? [p.y, p.ci.y0, p.ci.y1] : [p.y];
       for (const v of xs) if (Number.isFinite(v)) { x0 = Math.min(x0, v); x1 = Math.max(x1, v); }
       for (const v of ys) if (Number.isFinite(v)) { y0 = Math.min(y0, v); y1 = Math.max(y1, v); }
     }
@@ -131,9 +182,18 @@ export function statusText(status) {
   if (status.queued) parts.push(`${status.queued} queued`);
   const n = status.measured_epochs;
   if (n !== undefined) parts.push(`${n} epoch${n === 1 ? "" : "s"} measured`);
+  // a loaded or closed run's backlog (a live one says "queued" above)
+  if (status.pending && !status.queued && state !== "measuring") parts.push(`${status.pending} pending`);
   if (status.dropped) parts.push(`${status.dropped} dropped`);
   if (status.errors) parts.push(`${status.errors} error${status.errors === 1 ? "" : "s"}`);
   return parts.join(" · ");
+}
+
+/** The recorded epochs still waiting to be measured (status.pending_epochs), minus any
+ *  measured meanwhile: what the time axis marks as pending. */
+export function pendingTicks(status, measured) {
+  const done = new Set(measured || []);
+  return ((status && status.pending_epochs) || []).filter((e) => !done.has(e));
 }
 
 /** The value series of a heatmap cell kind, and the node margins for it. */
@@ -179,7 +239,7 @@ function createView(model, el) {
     markers: drawMarkers, scrubber: () => player.draw(), heatmap: drawHeatmap, edge: drawEdge,
     loss: drawLoss, errors: drawErrors,
   }, [
-    ["change:status change:title", ["header"]],
+    ["change:status change:title", ["header", "loss"]],
     ["change:layers", ["network", "plane", "heatmap"]],
     ["change:plane", ["plane", "network"]],
     ["change:plane_metric change:show_ci", ["plane"]],
@@ -304,7 +364,10 @@ function createView(model, el) {
       const info = layers.find((l) => l.name === name) || {};
       const pt = markerPoint(trajectoryPoints(plane[name], metric), epoch);
       const shape = Number.isFinite(info.n_in) ? `${info.n_in} → ${info.n_out}` : "";
-      const value = pt ? `${metric === "ei" ? "EI" : "EI_parts"} ${formatBits(pt.m)}` : "not measured yet";
+      const mLabel = metric === "ei" ? "EI" : "EI_parts";
+      const value = !pt ? "not measured yet"
+        : pt.mStatus === "bounds" ? valueText(mLabel, pt.m, pt.mLo, pt.mHi, "bounds")
+          : `${mLabel} ${formatBits(pt.m)}`;
       const btn = h(
         "button",
         {
@@ -397,14 +460,23 @@ function createView(model, el) {
       if (dots) {
         pts.forEach((p, k) => {
           const op = (0.25 + (0.75 * (k + 1)) / pts.length) * fade;
+          // a bounded point is open: its value is only a guess inside its interval
+          const open = isBounded(p);
           traj.append(s("circle", {
             cx: sc.x(p.x).toFixed(1), cy: sc.y(p.y).toFixed(1), r: isSel ? 2.6 : 2,
-            fill: layer.color, "fill-opacity": op.toFixed(3), class: "cw-dot",
-          }, s("title", {}, `${layer.name} · epoch ${p.epoch}`)));
+            fill: open ? "white" : layer.color, "fill-opacity": open ? 1 : op.toFixed(3),
+            stroke: open ? layer.color : null, "stroke-opacity": open ? op.toFixed(3) : null,
+            class: open ? "cw-dot cw-open" : "cw-dot", "data-status": p.status || "",
+          }, s("title", {}, pointTip(layer.name, p, get("plane_metric", "ei")))));
         });
       }
       if (showCI && isSel) {
-        for (const p of pts) if (p.ci) traj.append(ciBars(p, sc, layer.color, 0.45));
+        for (const p of pts) if (p.ci && !isBounded(p)) traj.append(ciBars(p, sc, layer.color, 0.45));
+      }
+      // a bounded point's interval is its information: the selected layer's bars are drawn
+      // with or without "CI" (every layer's scrubbed marker shows its own)
+      if (isSel) {
+        for (const p of pts) if (p.ci && isBounded(p)) traj.append(ciBars(p, sc, layer.color, 0.45 * fade, true));
       }
       inner.append(traj);
     };
@@ -435,17 +507,26 @@ function createView(model, el) {
       markers.set(l.name, { circle: c, ci, label, tip, layer: l });
     }
     planeGeom = { sc, markers, showCI, metric, hgt, w };
+    const anyBounded = withPts.some((l) => l.points.some(isBounded));
     planeNote.textContent = !withPts.length
       ? (Object.keys(get("plane", {})).length && metric === "ei"
         ? "Whole-layer EI was not measured: switch the plane to EI_parts."
         : "Waiting for the first measurement…")
       : `${withPts.length} layer${withPts.length === 1 ? "" : "s"}; lines run from faint (early) to solid (late); `
-        + "the dot on each line is the scrubbed epoch. Click a line to inspect that layer.";
+        + "the dot on each line is the scrubbed epoch. Click a line to inspect that layer."
+        + (anyBounded
+          ? ` Open markers: ${mLabel} bounded, not estimated — the dashed bars are the interval that brackets it.`
+          : "");
+    planeNote.setAttribute("data-bounded", anyBounded ? "true" : "false");
     drawMarkers();
   }
 
-  function ciBars(p, sc, color, opacity) {
-    const g = s("g", { class: "cw-ci", stroke: color, "stroke-opacity": opacity });
+  // the interval box's two bars through the point; dashed for a bracket (bounds)
+  function ciBars(p, sc, color, opacity, bounds = false) {
+    const g = s("g", {
+      class: bounds ? "cw-ci cw-bounds-bar" : "cw-ci", stroke: color, "stroke-opacity": opacity,
+      "stroke-dasharray": bounds ? "4 2" : null, "data-testid": bounds ? "cw-bounds-bar" : null,
+    });
     g.append(s("line", { x1: sc.x(p.ci.x0), x2: sc.x(p.ci.x1), y1: sc.y(p.y), y2: sc.y(p.y) }));
     g.append(s("line", { x1: sc.x(p.x), x2: sc.x(p.x), y1: sc.y(p.ci.y0), y2: sc.y(p.ci.y1) }));
     return g;
@@ -464,14 +545,20 @@ function createView(model, el) {
       m.circle.setAttribute("cx", cx);
       m.circle.setAttribute("cy", cy);
       m.circle.setAttribute("data-epoch", String(p.epoch));
-      m.tip.textContent = `${name} · epoch ${p.epoch}\n${metric === "ei" ? "EI" : "EI_parts"} ${formatBits(p.m)}`
-        + `\nsensitivity ${formatBits(p.s)}\ndegeneracy ${formatBits(p.d)}`;
+      // open (white, outlined in the layer's colour) when the point is bounded
+      const open = isBounded(p);
+      m.circle.setAttribute("data-status", p.status || "");
+      m.circle.setAttribute("fill", open ? "white" : m.layer.color);
+      m.circle.style.stroke = open ? m.layer.color : ""; // inline: the CSS outline is white
+      m.circle.classList.toggle("cw-open", open);
+      m.tip.textContent = pointTip(name, p, metric);
       if (m.label) {
         m.label.setAttribute("x", (Number(cx) + 9).toFixed(1));
         m.label.setAttribute("y", (Number(cy) - 7).toFixed(1));
       }
       clear(m.ci);
-      if (showCI && p.ci) m.ci.append(ciBars(p, sc, m.layer.color, 0.9));
+      if (p.ci && open) m.ci.append(ciBars(p, sc, m.layer.color, 0.9, true));
+      else if (showCI && p.ci) m.ci.append(ciBars(p, sc, m.layer.color, 0.9));
     }
   }
 
@@ -733,6 +820,10 @@ function createView(model, el) {
     }
     // measured epochs as small ticks along the time axis
     for (const e of eps) g.append(s("line", { x1: sx(e), x2: sx(e), y1: hh - 5, y2: hh, class: "cw-measured-tick" }));
+    // recorded epochs not measured yet (the backlog) as faint dotted ticks above them
+    for (const e of pendingTicks(get("status", {}), eps)) {
+      g.append(s("line", { x1: sx(e), x2: sx(e), y1: hh - 10, y2: hh - 5, class: "cw-pending-tick", stroke: "#999", "stroke-dasharray": "1 1", "data-epoch": e }));
+    }
     // the scrubbed epoch, with the values there
     const x = sx(epoch);
     g.append(s("line", { x1: x, x2: x, y1: 0, y2: hh, class: "cw-epoch-line", "data-testid": "cw-loss-marker", "data-epoch": epoch }));

@@ -4,8 +4,10 @@
 //   groups   [{name, colour, n_runs, n_complete, settings}]     every configuration
 //   runs     [{run_id, group, seed, status, colour}]               every run
 //   layers   [name, ...]   epochs [e, ...]   (all layers, union of measured epochs)
-//   plane    {metric, groups: {group: {layer: {epoch, n, x, y, x_sd, y_sd}}},
-//             runs: {run_id: {group, seed, colour, layers: {layer: {epoch, x, y}}}}}
+//   plane    {metric, groups: {group: {layer: {epoch, n, n_bounded, x, y, x_sd, y_sd}}},
+//             runs: {run_id: {group, seed, colour, layers: {layer: {epoch, n_bounded, x, y}}}}}
+//            (n_bounded: how many runs' points there are bounds -- M's interval brackets
+//             it, the value is only a guess inside -- drawn open)
 //   curves   {group: {epoch, n, loss, loss_sd, test_accuracy, test_accuracy_sd}}
 //   error    what is wrong ("" when nothing)
 // and the user's state: selected_groups, selected_runs, epoch, plane_metric, layer_filter.
@@ -77,8 +79,9 @@ export function shapePath(shape, r) {
   }
 }
 
-/** One trajectory's points `{epoch, x, y, x_sd, y_sd, n}` in epoch order, points with a
- *  missing coordinate skipped (a missing sd counts as 0). */
+/** One trajectory's points `{epoch, x, y, x_sd, y_sd, n, nBounded}` in epoch order,
+ *  points with a missing coordinate skipped (a missing sd counts as 0; a missing
+ *  n_bounded, from an older payload, as 0). */
 export function trajectoryPoints(entry) {
   if (!entry || !entry.epoch) return [];
   const pts = [];
@@ -93,6 +96,7 @@ export function trajectoryPoints(entry) {
       x_sd: Number.isFinite(xs) ? xs : 0,
       y_sd: Number.isFinite(ys) ? ys : 0,
       n: entry.n ? entry.n[k] : null,
+      nBounded: entry.n_bounded && Number.isFinite(entry.n_bounded[k]) ? entry.n_bounded[k] : 0,
     });
   }
   return pts;
@@ -163,6 +167,16 @@ export function shownTrajectories(state) {
     }
   }
   return { groups: groupNames, means, runs };
+}
+
+/** The tooltip line of a bounded point ("" when it is not): a run's M is bracketed, or
+ *  some of a mean's runs are, so the mean is one of best guesses inside brackets. */
+export function boundedText(p, mLabel, isRun = false) {
+  if (!p || !(p.nBounded > 0)) return "";
+  if (isRun) return `${mLabel} bounded, not estimated (bounds)`;
+  const of = Number.isFinite(p.n) ? ` of ${p.n}` : "";
+  return `${mLabel} bounded in ${p.nBounded}${of} run${p.nBounded === 1 && !of ? "" : "s"}: `
+    + "a mean of best guesses inside their brackets";
 }
 
 /** Plane extent covering every point (with its +-sd cross when `withSd`), the origin and
@@ -467,11 +481,15 @@ function createView(model, el) {
       const n = t.points.length;
       t.points.forEach((p, k) => {
         const op = 0.25 + (0.75 * (k + 1)) / n; // faint (early) to solid (late)
+        // open: bounded (the value is a guess inside a bracket); the first one is larger
+        const open = p.nBounded > 0;
+        const note = boundedText(p, mLabel);
         traj.append(s("circle", {
-          cx: sc.x(p.x).toFixed(1), cy: sc.y(p.y).toFixed(1), r: k === 0 ? 2.6 : 2,
-          fill: k === 0 ? "#fff" : colour, stroke: k === 0 ? colour : null,
-          "fill-opacity": k === 0 ? 1 : op.toFixed(3), class: "cw-dot",
-        }, s("title", {}, `${t.group} · ${t.layer} · epoch ${p.epoch}`)));
+          cx: sc.x(p.x).toFixed(1), cy: sc.y(p.y).toFixed(1), r: k === 0 ? 3.2 : 2,
+          fill: open ? "#fff" : colour, stroke: open ? colour : null,
+          "fill-opacity": open || k === 0 ? 1 : op.toFixed(3),
+          class: open ? "cw-dot cw-open" : "cw-dot", "data-bounded": p.nBounded,
+        }, s("title", {}, `${t.group} · ${t.layer} · epoch ${p.epoch}${note ? `\n${note}` : ""}`)));
       });
       meansG.append(traj);
     }
@@ -483,10 +501,13 @@ function createView(model, el) {
     drawLegend(shown, st);
     const nG = shown.groups.length;
     const nL = new Set(shown.means.map((t) => t.layer)).size;
+    const anyBounded = all.some((t) => t.points.some((p) => p.nBounded > 0));
     planeNote.textContent = !all.length
       ? (nG ? "Nothing measured for the shown configurations and layers." : "Tick a configuration to draw it.")
       : `${nG} configuration${nG === 1 ? "" : "s"} × ${nL} layer${nL === 1 ? "" : "s"}: lines are means over seeds `
-        + "(open dot: first measurement); at the scrubbed epoch each carries a ±1 sd cross and ellipse.";
+        + "(larger dot: first measurement); at the scrubbed epoch each carries a ±1 sd cross and ellipse."
+        + (anyBounded ? ` Open markers: ${mLabel} bounded, not estimated, in some runs — the value is a best guess inside a bracket (hover for how many).` : "");
+    planeNote.setAttribute("data-bounded", anyBounded ? "true" : "false");
     drawMarkers();
   }
 
@@ -539,11 +560,15 @@ function createView(model, el) {
       if (!p) continue;
       const cx = sc.x(p.x).toFixed(1);
       const cy = sc.y(p.y).toFixed(1);
+      const open = p.nBounded > 0;
+      const note = boundedText(p, mLabel, true);
       markerLayer.append(s("circle", {
-        cx, cy, r: 3, fill: groupColor(t.colour), class: "cw-run-marker",
+        cx, cy, r: 3, fill: open ? "#fff" : groupColor(t.colour), class: `cw-run-marker${open ? " cw-open" : ""}`,
+        style: open ? `stroke:${groupColor(t.colour)}` : null,
         "data-testid": "cw-study-run-marker", "data-run": t.run, "data-group": t.group,
         "data-layer": t.layer, "data-epoch": p.epoch, "data-x": p.x, "data-y": p.y,
-      }, s("title", {}, `${t.group} · seed ${t.seed} · ${t.layer} · epoch ${p.epoch}`)));
+        "data-bounded": p.nBounded,
+      }, s("title", {}, `${t.group} · seed ${t.seed} · ${t.layer} · epoch ${p.epoch}${note ? `\n${note}` : ""}`)));
     }
     // spreads under every mean marker
     const sdG = s("g", { class: "cw-sds" });
@@ -564,16 +589,21 @@ function createView(model, el) {
       s("ellipse", { cx: cx.toFixed(1), cy: cy.toFixed(1), rx: rx.toFixed(1), ry: ry.toFixed(1), fill: colour, class: "cw-sd-ellipse" }),
       s("line", { x1: (cx - rx).toFixed(1), x2: (cx + rx).toFixed(1), y1: cy.toFixed(1), y2: cy.toFixed(1) }),
       s("line", { x1: cx.toFixed(1), x2: cx.toFixed(1), y1: (cy - ry).toFixed(1), y2: (cy + ry).toFixed(1) })));
+      const open = p.nBounded > 0;
+      const note = boundedText(p, mLabel);
       mG.append(s("path", {
         d: shapePath(layerShape(t.layerIndex), 5.5),
         transform: `translate(${cx.toFixed(1)},${cy.toFixed(1)})`,
-        fill: colour, class: "cw-marker",
+        fill: open ? "#fff" : colour, class: `cw-marker${open ? " cw-open" : ""}`,
+        // inline: the stylesheet's outline is white
+        style: open ? `stroke:${colour}` : null, "data-bounded": p.nBounded,
         "data-testid": "cw-study-marker", "data-group": t.group, "data-layer": t.layer,
         "data-epoch": p.epoch, "data-cx": cx.toFixed(1), "data-cy": cy.toFixed(1),
         "data-x": p.x, "data-y": p.y,
       }, s("title", {}, `${t.group} · ${t.layer} · epoch ${p.epoch} (mean of ${p.n ?? "?"} runs)\n`
         + `${mLabel}/√2 = ${formatBits(p.x)} ± ${formatBits(p.x_sd, false)}\n`
-        + `(2S − ${mLabel})/√2 = ${formatBits(p.y)} ± ${formatBits(p.y_sd, false)}`)));
+        + `(2S − ${mLabel})/√2 = ${formatBits(p.y)} ± ${formatBits(p.y_sd, false)}`
+        + (note ? `\n${note}` : ""))));
     }
   }
 

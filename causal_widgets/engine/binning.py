@@ -17,6 +17,8 @@ Example
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -43,11 +45,18 @@ def bin_index(values: torch.Tensor, value_range: Range, bins: int) -> tuple[torc
     # float32 outputs are binned in float32 (a 1e-7 relative shift of an edge is far below
     # any estimator's resolution, and it is ~25 % cheaper); half precision is widened.
     dtype = values.dtype if values.dtype in (torch.float32, torch.float64) else torch.float32
-    scaled = (values.to(dtype) - lo) * (bins / (hi - lo))
-    if torch.isnan(scaled).any():
+    scaled = (values.to(dtype) - lo).mul_(bins / (hi - lo))
+    # one pass for the NaN check and the range test (aminmax propagates NaN); the
+    # element-wise outside count runs only when something is outside
+    low, high = (float(v) for v in torch.aminmax(scaled)) if scaled.numel() else (0.0, 0.0)
+    if math.isnan(low) or math.isnan(high):
         raise ValueError(
             "a layer produced NaN outputs: check the model's weights and inputs for NaN/inf."
         )
-    outside = int(((scaled < 0) | (scaled > bins)).sum())
-    index = scaled.floor_().clamp_(0, bins - 1).to(torch.int64)
+    outside = 0
+    if low < 0 or high > bins:
+        outside = int(((scaled < 0) | (scaled > bins)).sum())
+        scaled.clamp_(0, bins - 1)
+    # now 0 <= scaled <= bins: truncation is floor; the last edge joins the last bin
+    index = scaled.to(torch.int64).clamp_(max=bins - 1)
     return index, outside

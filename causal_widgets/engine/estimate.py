@@ -30,6 +30,9 @@ class Estimate:
     samples: int
     plugin: float
     warnings: list[str] = field(default_factory=list)
+    #: what the interval means: "estimate" (95 %), "exact" or "bounds" (it brackets the
+    #: truth), see causal_widgets.engine.bounds
+    status: str = "estimate"
 
 
 @dataclass
@@ -68,3 +71,11 @@ class WholeResult:
     #: EI from the same cells' first (about) half of their points: a finite-points bias
     #: diagnostic (NaN when cells hold fewer than 4 points); see :func:`measure_layer`
     ei_half_points: float = math.nan
+    #: ``(n_out, out_bins)`` counts of each output's bins over every point fed: the output
+    #: marginals, from which ``H(Y_j)`` is accurate at any width (for the bounds)
+    output_counts: np.ndarray | None = None
+    #: H(Y | X), the mean within-cell entropy, with its interval (sampled cells only)
+    conditional: Estimate | None = None
+    #: H(Y) is undersampled (distinct output tuples comparable to the cells, or plug-in
+    #: H(Y) within a bit of log2(cells)): EI is then not an estimate but bounds
+    undersampled: bool = False

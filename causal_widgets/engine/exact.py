@@ -92,7 +92,8 @@ import numpy as np
 from causal_widgets.engine.binning import Range, bin_edges, check_bins, check_range
 from causal_widgets.engine.layer import DenseForm
 
-__all__ = ["exact_pair_tables", "exact_pair_mi", "mi_from_joint"]
+__all__ = ["exact_max_pool_ei", "exact_max_pool_mi", "exact_pair_mi", "exact_pair_tables",
+           "mi_from_joint"]
 
 #: target bounds per CDF value (absolute, in probability)
 EPS_TRUNC = 5e-11  # Fourier truncation
@@ -679,3 +680,89 @@ def exact_pair_mi(
         )
         out[:, j0:j1] = _mi_uniform_input(cond)
     return out
+
+
+# ----------------------------------------------------------------------------- max pool
+# One window of a max pool, Y = max(x_1..x_k), has no dense form but a closed-form law:
+# the inputs are independent, so P(Y < t | x_i in bin a) = P(x_i < t | a) prod_{l != i}
+# P(x_l < t), each factor a clipped ramp. Nothing is sampled; the only error is rounding.
+
+
+def _max_pool_args(k: int, in_range: Range, in_bins: int, out_range: Range,
+                   out_bins: int) -> tuple[int, Range, int, np.ndarray]:  # fmt: skip
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be the pool window's number of inputs (>= 1); got {k!r}.")
+    in_range = check_range(in_range, "in_range")
+    in_bins = check_bins(in_bins, "in_bins")
+    out_range = check_range(out_range, "out_range")
+    out_bins = check_bins(out_bins, "out_bins")
+    # thresholds of the inner output edges; the edge bins absorb values outside out_range
+    return int(k), in_range, in_bins, bin_edges(out_range, out_bins)[1:-1]
+
+
+def _ramp(t: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray:
+    """P(U < t) for U uniform on [lo, hi]."""
+    return np.clip((t - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _cdf_to_probs(cdf_inner: np.ndarray) -> np.ndarray:
+    """Bin probabilities from the CDF at the inner edges (0 before, 1 after)."""
+    shape = cdf_inner.shape[:-1]
+    cdf = np.concatenate([np.zeros((*shape, 1)), cdf_inner, np.ones((*shape, 1))], axis=-1)
+    return np.diff(np.maximum.accumulate(cdf, axis=-1), axis=-1)
+
+
+def exact_max_pool_mi(
+    k: int,
+    in_range: Range,
+    in_bins: int,
+    out_range: Range,
+    out_bins: int,
+    intervention: str = "all",
+) -> np.ndarray:
+    """Exact ``I(X_i; Y)`` (bits) of one max-pool window ``Y = max(x_1..x_k)``, ``(k, 1)``.
+
+    ``intervention="all"``: every input uniform over ``in_range`` (EI_parts);
+    ``"single"``: only ``x_i`` uniform, the others held at 0 (sensitivity: ``Y =
+    max(x_i, 0)`` for ``k >= 2``). Inputs are exchangeable, so every row is the same.
+    """
+    if intervention not in ("all", "single"):
+        raise ValueError(
+            f"intervention={intervention!r} is unknown: use 'all' (EI_parts) or 'single' "
+            "(sensitivity)."
+        )
+    k, (lo, hi), in_bins, t = _max_pool_args(k, in_range, in_bins, out_range, out_bins)
+    e = bin_edges((lo, hi), in_bins)
+    own = _ramp(t[None, :], e[:-1, None], e[1:, None])  # (in_bins, T): P(x_i < t | a)
+    if k == 1:
+        others = np.ones_like(t)
+    elif intervention == "all":
+        others = _ramp(t, lo, hi) ** (k - 1)
+    else:
+        others = (t > 0.0).astype(np.float64)  # max(0, ..., 0) < t
+    cond = _cdf_to_probs(own * others[None, :])  # (in_bins, out_bins): P(Y = b | a)
+    mi = float(_mi_uniform_input(cond[None])[0])
+    return np.full((k, 1), mi)
+
+
+def exact_max_pool_ei(
+    k: int, in_range: Range, in_bins: int, out_range: Range, out_bins: int,
+    cell_limit: int = 2**16,
+) -> float:  # fmt: skip
+    """Exact whole-window ``I(X; Y)`` (bits) of ``Y = max(x_1..x_k)``, every input uniform.
+
+    Enumerates the ``in_bins ** k`` input cells (at most ``cell_limit``): given a cell,
+    ``P(Y < t) = prod_l P(x_l < t | a_l)``, so ``I = H(Y) - mean_cell H(Y | cell)``.
+    """
+    k, (lo, hi), in_bins, t = _max_pool_args(k, in_range, in_bins, out_range, out_bins)
+    if in_bins**k > cell_limit:
+        raise ValueError(
+            f"exact_max_pool_ei would enumerate {in_bins}**{k} = {in_bins**k} cells, more "
+            f"than cell_limit={cell_limit}: sample the window's EI instead, or raise "
+            "cell_limit."
+        )
+    e = bin_edges((lo, hi), in_bins)
+    own = _ramp(t[None, :], e[:-1, None], e[1:, None])  # (in_bins, T)
+    cells = np.indices((in_bins,) * k).reshape(k, -1).T  # (C, k)
+    cond = _cdf_to_probs(np.prod(own[cells], axis=1))  # (C, out_bins)
+    return float(_mi_uniform_input(cond[None])[0])

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from causal_widgets.checks import check_materialized
 from causal_widgets.engine.binning import Range, check_range
 
 MONOTONE_KINDS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu")
@@ -225,6 +226,58 @@ def check_finite_weights(module: nn.Module, name: str) -> None:
             )
 
 
+def check_layer_sizes(module: nn.Module, name: str) -> None:
+    """Raise ``ValueError`` naming the submodule if a Linear / Conv in ``module`` has no
+    inputs or no outputs (``nn.Linear(0, 3)``, ``nn.Linear(4, 0)``): such a layer carries
+    no information, and every estimate of it would be a reduction over nothing."""
+    for path, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            sizes = (("in_features", m.in_features), ("out_features", m.out_features))
+        elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            sizes = (("in_channels", m.in_channels), ("out_channels", m.out_channels))
+        else:
+            continue
+        for attr, size in sizes:
+            if size == 0:
+                where = f"{name}.{path}" if path else name
+                side = "inputs" if attr.startswith("in") else "outputs"
+                raise ValueError(
+                    f"{where}: {type(m).__name__} with {attr}=0 has no {side}, so there is "
+                    f"nothing to measure (information between no variables is not "
+                    f"defined); give it at least one {side[:-1]} (e.g. nn.Linear(4, 3)), or "
+                    "leave it out of the layers you measure."
+                )
+
+
+def _float_dtype(module: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
+    """The dtype and device of ``module``'s first floating parameter or buffer."""
+    for t in (*module.parameters(), *module.buffers()):
+        if t.is_floating_point():
+            return t.dtype, t.device
+    return None, None
+
+
+#: dtypes a module may hold that the estimators do not compute in: its batches are cast
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+class CastToModuleDtype(nn.Module):
+    """``module`` run on the engine's float32 batches: inputs are cast to the module's
+    ``dtype`` (float16 / bfloat16) and floating outputs back to float32, so the layer
+    is measured as it computes (in its own precision), with float32 bins and tallies."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module = module
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.module(x.to(self.dtype))
+        if isinstance(y, torch.Tensor) and y.is_floating_point():
+            return y.float()
+        return y
+
+
 @dataclass
 class Layer:
     """A measurable layer: ``fn`` maps ``(N, *in_shape)`` to ``(N, *out_shape)``."""
@@ -355,7 +408,9 @@ def layer_from_module(
                 f"got {type(module).__name__}."
             )
     else:
+        check_materialized(module, name)
         check_finite_weights(module, name if name != "layer" else "")
+        check_layer_sizes(module, name)
     in_range = check_range(in_range, "in_range")
     dense = dense_form_of(module) if isinstance(module, nn.Module) else None
     if in_shape is None:
@@ -370,10 +425,25 @@ def layer_from_module(
             )
     in_shape = tuple(int(s) for s in in_shape)
     fn = module
+    dtype, device = _float_dtype(module) if isinstance(module, nn.Module) else (None, None)
+    if dtype in _HALF_DTYPES and dense is None:
+        # the estimators feed float32 batches (float64 for a float64 module): a float16 /
+        # bfloat16 module is run in its own precision behind a cast (a dense layer is
+        # measured from its float64 weight copy and never runs the module)
+        fn = CastToModuleDtype(module, dtype)
     with torch.no_grad():
         try:
-            probe = fn(torch.full((2, *in_shape), float(in_range[0])))
+            # the probe only finds the output shape: in the module's dtype and device
+            probe = module(torch.full((2, *in_shape), float(in_range[0]),
+                                      dtype=dtype or torch.float32, device=device))
         except Exception as err:  # noqa: BLE001 - re-raised with the fix named
+            if "dtype" in str(err) or "Half" in str(err) or "BFloat16" in str(err):
+                raise TypeError(
+                    f"{name}: the module failed on a {dtype or torch.float32} batch of "
+                    f"shape (N, {in_shape}) with a dtype mismatch: {err}. Its parameters "
+                    "mix dtypes; measurement runs in float32: pass a float32 copy, e.g. "
+                    "copy.deepcopy(module).float()."
+                ) from err
             raise TypeError(
                 f"{name}: could not run the module on inputs of shape (N, {in_shape}): "
                 f"{err}. Pass the right in_shape, or a module that maps a tensor to a tensor."

@@ -66,7 +66,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from causal_widgets.engine import memory
 from causal_widgets.engine.binning import bin_index, check_range
+from causal_widgets.engine.bounds import (
+    combined_status,
+    entropy_upper,
+    weight_blocks,
+    whole_ei_bounds,
+)
 from causal_widgets.engine.layer import (
     DenseForm,
     Layer,
@@ -80,7 +87,9 @@ from causal_widgets.engine.settings import (  # noqa: F401  (METRICS etc. re-exp
     METHODS,
     METRICS,
     MeasureSettings,
+    check_pairwise_budget,
 )
+from causal_widgets.engine.tidy import TIDY_COLUMNS
 from causal_widgets.guards import untouched
 from causal_widgets.jsonable import to_jsonable
 
@@ -117,6 +126,12 @@ _MIN_HALF_PPC = 8
 # measuring once the table really holds more than _INPUT_NODE_LIVE_ENTRIES entries.
 _INPUT_NODE_ENTRIES = 2**25
 _INPUT_NODE_LIVE_ENTRIES = 2**22
+# whole EI stops growing once this many output tuples per sampled cell are distinct: a
+# cell's 64 points then keep showing new tuples, and 4x the cells (the default cap) would
+# still leave H(Y) undersampled
+_SATURATED_FRACTION = 0.5
+# the random stream that picks an output subset (memory planning); not a metric's
+_SUBSET_STREAM = 5
 # stage ids for the per-metric random streams (never renumber: results would change)
 _STAGE = {"ei_parts": 1, "sensitivity": 2, "ei": 3, "group_ei": 4}
 
@@ -140,6 +155,9 @@ class LayerResult:
     per metric, how it was computed (``"exact"``, ``"sampled"``, ``"derived"``) and from how
     many interventions (EI_parts: draws of the whole input; sensitivity: draws *per
     input*; ei: cells x points per cell; exact: 0; derived: the larger of its terms').
+    ``status``: per metric, what its interval means (:mod:`causal_widgets.engine.bounds`):
+    ``"exact"`` (no sampling), ``"estimate"`` (a 95 % interval) or ``"bounds"`` (the
+    interval brackets the truth; the value is only a best guess inside it).
     """
 
     name: str
@@ -159,6 +177,7 @@ class LayerResult:
     nodes: pd.DataFrame | None = None
     method: dict[str, str] = field(default_factory=dict)
     samples: dict[str, int] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -187,6 +206,7 @@ class LayerResult:
         d["ci"] = {k: [float(v[0]), float(v[1])] for k, v in self.ci.items()}
         d["method"] = dict(self.method)
         d["samples"] = {k: int(v) for k, v in self.samples.items()}
+        d["status"] = dict(self.status)
         for m in ("ei_parts_matrix", "sensitivity_matrix"):
             v = getattr(self, m)
             d[m] = None if v is None else np.asarray(v, dtype=float).tolist()
@@ -206,8 +226,9 @@ class LayerResult:
     def to_frame(self) -> pd.DataFrame:
         """Tidy rows, one per computed scalar metric.
 
-        Columns: ``layer, metric, value, ci_low, ci_high, method, samples, in_bins,
-        out_bins, in_range, out_range, seed, version`` (ranges as ``(lo, hi)`` tuples).
+        Columns: :data:`~causal_widgets.engine.tidy.TIDY_COLUMNS` (``layer, metric, value,
+        ci_low, ci_high, status, method, samples, in_bins, out_bins, in_range, out_range,
+        seed, version``; ranges as ``(lo, hi)`` tuples).
         """
         s = self.settings
         rows = []
@@ -220,6 +241,7 @@ class LayerResult:
                     "value": v,
                     "ci_low": float(lo),
                     "ci_high": float(hi),
+                    "status": self.status.get(m, "estimate"),
                     "method": self.method.get(m, ""),
                     "samples": int(self.samples.get(m, 0)),
                     "in_bins": s.get("in_bins"),
@@ -230,11 +252,7 @@ class LayerResult:
                     "version": s.get("version"),
                 }
             )
-        cols = [
-            "layer", "metric", "value", "ci_low", "ci_high", "method", "samples",
-            "in_bins", "out_bins", "in_range", "out_range", "seed", "version",
-        ]  # fmt: skip
-        return pd.DataFrame(rows, columns=cols)
+        return pd.DataFrame(rows, columns=TIDY_COLUMNS)
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics().items())
@@ -252,9 +270,12 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _stage_generator(seed: int, stage: str, device: torch.device) -> torch.Generator:
-    """An independent generator per metric, seeded from ``(seed, stage)``."""
-    state = np.random.SeedSequence([seed, _STAGE[stage]]).generate_state(1, np.uint64)[0]
+def _stage_generator(seed: int, stage: str, device: torch.device, sub: int = 0
+                     ) -> torch.Generator:
+    """An independent generator per metric, seeded from ``(seed, stage)`` (and ``sub``, the
+    block of a layer measured block by block: each block its own stream)."""
+    entropy = [seed, _STAGE[stage]] + ([sub] if sub else [])
+    state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
     gen = torch.Generator(device=device)
     gen.manual_seed(int(state) >> 1)  # 63 bits: manual_seed wants a non-negative int64
     return gen
@@ -433,6 +454,8 @@ class _Sampler:
         self.device, self.dtype, self.chunk_rows, self.tally = device, dtype, chunk_rows, tally
         self.lo, self.hi = lyr.in_range
         self.n_in, self.n_out = lyr.n_in, lyr.n_out
+        # exact I(X_i; Y_j) of a dense layer, computed once if a whole-EI bound needs it
+        self.exact_pairs: np.ndarray | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Binned outputs ``(N, n_out)`` of the layer at inputs ``x`` ``(N, n_in)``."""
@@ -450,6 +473,22 @@ class _Sampler:
     def uniform(self, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
         """U[0, 1) draws; an input is ``lo + u (hi - lo)``."""
         return torch.rand(shape, generator=gen, device=self.device, dtype=self.dtype)
+
+    def offsets_in_bins(self, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+        """Positions inside a bin, in units of the bin's width: ``(k + 0.5) / 256`` for a
+        uniform byte ``k`` (one random bit per bit, 8 positions per int64 draw).
+
+        Whole EI draws most of its inputs inside given cells; a byte per input costs a
+        quarter of a float32 draw. The position is the midpoint of one of 256 equal parts
+        of the bin, so the binned input is exactly uniform and the output inside a cell is
+        integrated by the 256-point midpoint rule (error ~1/256^2 of its variation:
+        measured unchanged against benchmarks/truth.py on the 4->5, 5->5, 5->3 layers).
+        """
+        n = math.prod(shape)
+        words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), generator=gen,
+                              device=self.device, dtype=torch.int64)
+        k = words.view(torch.uint8)[:n].view(shape).to(self.dtype)
+        return k.add_(0.5).mul_(1.0 / 256.0)
 
     def input_bins(self, u: torch.Tensor) -> torch.Tensor:
         """Input bin of ``x = lo + u (hi - lo)``: ``floor(u * in_bins)``.
@@ -519,10 +558,11 @@ class _Sampler:
         full_out = len(g_out) == self.n_out and g_out == list(range(self.n_out))
         for c0 in range(0, cells.shape[0], per):
             c = cells[c0 : c0 + per]
-            u = self.uniform((c.shape[0], m, self.n_in), gen)
             if full_in:
+                u = self.offsets_in_bins((c.shape[0], m, self.n_in), gen)
                 x = self.lo + (c[:, None, :].to(self.dtype) + u) * width
             else:
+                u = self.uniform((c.shape[0], m, self.n_in), gen)
                 x = self.lo + u * (self.hi - self.lo)
                 x[:, :, gi] = self.lo + (c[:, None, :].to(self.dtype) + u[:, :, gi]) * width
             y_idx = self.forward(x.reshape(-1, self.n_in)).reshape(c.shape[0], m, self.n_out)
@@ -561,10 +601,13 @@ def _grow(
     label: str,
     unit: str,
     warns: list[str],
+    hopeless: Callable[[Any], bool] | None = None,
 ) -> tuple[Any, int]:
     """Add samples (growing geometrically) until the total's 95 % CI is narrower than ``tol``.
 
-    ``fixed``: add exactly that many and stop. Returns (result, samples used).
+    ``fixed``: add exactly that many and stop. ``hopeless(result)``: stop early, because
+    more samples of this kind cannot make the estimate valid (its value is then reported
+    as bounds). Returns (result, samples used).
     """
     if fixed is not None:
         add(fixed)
@@ -575,7 +618,7 @@ def _grow(
         n = target
         res = compute()
         width = _width(total_of(res))
-        if width < tol:
+        if width < tol or (hopeless is not None and hopeless(res)):
             return res, n
         if n >= cap:
             warns.append(
@@ -585,6 +628,13 @@ def _grow(
             )
             return res, n
         target = min(_next_size(n, width, tol), cap)
+
+
+def _saturated(r: Any) -> bool:
+    """Whole EI whose output tuples are mostly new in every cell: H(Y) is beyond what a few
+    times more cells can show, so growing to the cap would only cost time; the value is
+    reported as bounds (see _whole_metric)."""
+    return bool(r.undersampled) and r.distinct_outputs >= _SATURATED_FRACTION * r.cells
 
 
 def _estimate_parts(est: Any) -> tuple[float, tuple[float, float], list[str]]:
@@ -645,6 +695,7 @@ def measure_layer(
     name: str | None = None,
     in_shape: Sequence[int] | None = None,
     cell_limit: int = CELL_LIMIT,
+    memory_budget: int | None = None,
     settings: MeasureSettings | None = None,
     **old_names: Any,
 ) -> LayerResult:
@@ -685,7 +736,7 @@ def measure_layer(
         each (default: 64 for sampled cells; growing from 16 when all cells are
         enumerated). Both fixed: one run, no adaptation.
     tol, max_samples
-        Target CI width (bits) and cap on forward evaluations per metric (default 2**20).
+        Target CI width (bits) and cap on forward evaluations per metric (default 2**17).
         Reaching the cap without meeting ``tol`` is a warning (with the numbers), not an
         error: the result keeps its wider interval.
     seed
@@ -693,6 +744,14 @@ def measure_layer(
     device, chunk_size
         Where to sample (default: the module's device, or cuda when available for dense
         layers) and how many rows per forward pass (default: a memory-based choice).
+    memory_budget
+        Bytes the measurement's tables may take (default 4 GiB), planned before anything
+        is allocated (:mod:`causal_widgets.engine.memory`). A layer whose sampled pairwise
+        tables do not fit is measured on a seeded random subset of its outputs that
+        does: EI_parts and sensitivity scaled up with an interval over the subset, whole
+        EI as ``bounds`` (I(X; Y_S) is a lower bound), recorded in
+        ``settings["output_subset"]`` and said in ``warnings``. One that cannot fit even
+        so raises a ``ValueError`` naming the layer, the size and what to change.
     group
         (Old name: ``groups``.) ``(input_indices, output_indices)``: also estimate
         ``r.group_ei`` = I(X_G; Y_H) under the full intervention (cell-conditional, inputs
@@ -702,7 +761,7 @@ def measure_layer(
         conv receptive field) when it cannot be inferred.
     settings
         A :class:`~causal_widgets.engine.settings.MeasureSettings` holding every setting
-        above (bins ... cell_limit) at once; keywords that differ from their defaults
+        above (bins ... memory_budget) at once; keywords that differ from their defaults
         override it.
 
     Returns
@@ -710,8 +769,12 @@ def measure_layer(
     LayerResult
         ``nodes`` (when requested) has one row per neuron: ``side`` (``"input"`` /
         ``"output"``), ``node`` (index), ``ei`` (I(X_i; Y) for inputs, I(X; Y_j) for
-        outputs), ``ei_parts`` / ``sensitivity`` (row / column sums of the matrices) and
-        ``ei_ci_low`` / ``ei_ci_high``.
+        outputs), ``ei_parts`` / ``sensitivity`` (row / column sums of the matrices),
+        ``ei_ci_low`` / ``ei_ci_high`` and ``ei_status`` (what that interval means).
+        ``status[metric]`` says the same of each scalar: ``"exact"``, ``"estimate"`` (a
+        95 % interval) or ``"bounds"`` (whole EI of a layer too wide for its output
+        entropy to be sampled is bracketed: below by the pairwise terms, above by the
+        output marginals; see :mod:`causal_widgets.engine.bounds`).
     """
     if "groups" in old_names:  # the old name of ``group``
         if group is not None:
@@ -723,6 +786,7 @@ def measure_layer(
         "sensitivity_interventions": sensitivity_interventions, "cells": cells,
         "points_per_cell": points_per_cell, "tol": tol, "max_samples": max_samples,
         "seed": seed, "device": device, "chunk_size": chunk_size, "cell_limit": cell_limit,
+        "memory_budget": memory_budget,
     }  # fmt: skip
     changed = {k: v for k, v in given.items() if v is not _SETTING_DEFAULTS[k]}
     changed.update(old_names)  # old names (samples=...) or misspelt ones: checked here
@@ -739,7 +803,101 @@ def measure_layer(
     fn = layer.fn if isinstance(layer, Layer) else layer
     with untouched(fn):
         lyr = _resolve_layer(layer, in_range, out_range, name, in_shape)
-        return _measure(lyr, settings, group)
+        return _measure_planned(lyr, settings, group)
+
+
+def _measure_planned(lyr: Layer, s: MeasureSettings, group: Any) -> LayerResult:
+    """Plan the memory first; measure the whole layer, or a seeded subset of its outputs."""
+    pairs = {"ei_parts", "sensitivity"} & set(s.computed)
+    dense = lyr.dense if lyr.dense is not None and lyr.dense.activation.monotone else None
+    exact = bool(pairs) and dense is not None and s.method in ("auto", "exact")
+    p = memory.plan(lyr.name, lyr.n_in, lyr.n_out, s.in_bins, s.out_bins,
+                    sampled_pairs=bool(pairs) and not exact, exact_pairs=exact,
+                    budget=s.memory_budget)
+    if p.outputs == 0:
+        raise ValueError(p.why)
+    if not p.subset:
+        return _measure(lyr, s, group)
+    if group is not None:
+        raise ValueError(
+            f"group= cannot be measured on layer {lyr.name!r}: its {lyr.n_out} outputs do "
+            f"not fit memory_budget={memory.human_bytes(s.memory_budget)} (only {p.outputs} "
+            "do, so it would be measured on a subset of them); raise memory_budget or use "
+            "fewer bins."
+        )
+    rng = np.random.default_rng(np.random.SeedSequence([s.seed, _SUBSET_STREAM]))
+    outputs = sorted(int(j) for j in rng.choice(lyr.n_out, size=p.outputs, replace=False))
+    res = _measure(_output_subset(lyr, outputs), s, None)
+    return _scale_subset(res, lyr, outputs, s, p)
+
+
+def _output_subset(lyr: Layer, outputs: list[int]) -> Layer:
+    """The layer restricted to ``outputs`` (a flat index list)."""
+    index = torch.as_tensor(outputs)
+    fn = lyr.fn
+
+    def sub(x: torch.Tensor) -> torch.Tensor:
+        y = fn(x)
+        return y.reshape(y.shape[0], -1)[:, index.to(y.device)]
+
+    dense = None
+    if lyr.dense is not None:
+        d = lyr.dense
+        dense = DenseForm(d.weight[outputs], d.bias[outputs], d.activation)
+    return dataclasses.replace(lyr, fn=sub, out_shape=(len(outputs),), dense=dense)
+
+
+def _scale_subset(res: LayerResult, lyr: Layer, outputs: list[int], s: MeasureSettings,
+                  p: memory.MemoryPlan) -> LayerResult:
+    """Whole-layer values from a random subset S of k of the m outputs.
+
+    EI_parts and sensitivity are sums over outputs: estimated as (m / k) sum_{j in S} of
+    their column sums, with a finite-population interval from the spread across outputs
+    (simple random sampling without replacement) added to the scaled estimation
+    interval. Whole EI of the subset, I(X; Y_S), is a lower bound of the layer's EI: it is
+    reported as ``bounds`` up to min(n_in log2(in_bins), m log2(out_bins)).
+    """
+    m, k = lyr.n_out, len(outputs)
+    scale = m / k
+    for metric in ("ei_parts", "sensitivity"):
+        mat = getattr(res, f"{metric}_matrix")
+        if getattr(res, metric) is None or mat is None:
+            continue
+        cols = np.asarray(mat, dtype=np.float64).sum(axis=0)
+        total = scale * float(cols.sum())
+        spread = m * float(cols.std(ddof=1)) / math.sqrt(k) * math.sqrt(1.0 - k / m)
+        lo, hi = res.ci[metric]
+        value = float(getattr(res, metric))
+        ci = (total - _Z975 * spread - scale * (value - lo),
+              total + _Z975 * spread + scale * (hi - value))
+        _set_metric(res, metric, total, ci, res.method[metric], res.samples[metric],
+                    "estimate")
+    if res.ei is not None:
+        lo, _ = res.ci["ei"]
+        high = min(lyr.n_in * math.log2(s.in_bins), m * math.log2(s.out_bins))
+        _set_metric(res, "ei", float(res.ei), (max(lo, 0.0), high), res.method["ei"],
+                    res.samples["ei"], "bounds")
+    for derived in ("degeneracy", "integration", "degeneracy_parts"):
+        for table in (res.ci, res.method, res.samples, res.status):
+            table.pop(derived, None)
+        setattr(res, derived, None)
+    _derive(res)
+    res.n_out = m
+    if res.nodes is not None:
+        out_rows = res.nodes["side"] == "output"
+        res.nodes.loc[out_rows, "node"] = np.asarray(outputs)[
+            res.nodes.loc[out_rows, "node"].to_numpy()]
+    res.settings["output_subset"] = {"outputs": outputs, "of": m, "seed": s.seed,
+                                     "needed_bytes": p.needed, "budget": p.budget}
+    res.settings["out_shape"] = tuple(lyr.out_shape)
+    res.warnings.append(
+        f"layer {lyr.name!r}: its {m} outputs need {memory.human_bytes(p.needed)} of tables, "
+        f"over memory_budget={memory.human_bytes(p.budget)}: measured on a random subset of "
+        f"{k} outputs (seed {s.seed}; settings['output_subset']). EI_parts and sensitivity "
+        "are scaled up with an interval over the subset; EI is bounds. Raise memory_budget "
+        "to measure every output."
+    )
+    return res
 
 
 # a setting keyword counts as given when it is not its default (the very same object)
@@ -777,9 +935,16 @@ def _measure(lyr: Layer, s: MeasureSettings, group: Any) -> LayerResult:
     for metric in ("ei_parts", "sensitivity"):
         if metric in s.computed:
             if dense is not None and s.method in ("auto", "exact"):
-                _exact_pairwise(res, metric, lyr, dense, s, warns)
-            else:
-                _sampled_pairwise(res, metric, sampler, s, warns)
+                try:
+                    _exact_pairwise(res, metric, lyr, dense, s, warns)
+                    continue
+                except ValueError as err:
+                    # weights too disparate for the exact engine's error control: with
+                    # method="auto" the layer is still measured, by sampling
+                    if s.method == "exact" or "exact engine cannot" not in str(err):
+                        raise
+                    warns.append(f"{metric}: {err} Sampled instead (method='auto').")
+            _sampled_pairwise(res, metric, sampler, s, warns)
 
     # whole EI and group EI: one path, the cell-conditional estimator on (inputs, outputs)
     whole = None
@@ -787,7 +952,11 @@ def _measure(lyr: Layer, s: MeasureSettings, group: Any) -> LayerResult:
     if "ei" in s.computed:
         every = (list(range(lyr.n_in)), list(range(lyr.n_out)))
         nodes = "nodes" in s.metrics
-        whole, whole_info = _whole_metric(res, "ei", sampler, every, s, warns, nodes=nodes)
+        blocks = weight_blocks(lyr.dense.weight) if lyr.dense is not None else None
+        if blocks is not None and not _one_block_of_all(blocks, lyr.n_in, lyr.n_out):
+            whole, whole_info = _whole_by_blocks(res, blocks, sampler, s, warns, nodes)
+        else:
+            whole, whole_info = _whole_metric(res, "ei", sampler, every, s, warns, nodes=nodes)
     if grp is not None:
         _, ginfo = _whole_metric(res, "group_ei", sampler, grp, s, warns)
         whole_info["group"] = {"inputs": grp[0], "outputs": grp[1], **ginfo}
@@ -854,12 +1023,15 @@ def _sampled_pairwise(
 
         fixed, start = s.sensitivity_interventions, _START_SENS
         unit_cap, unit = max(start, s.max_samples // n_in), "interventions per input"
+        keyword = "sensitivity_interventions"
     else:
 
         def add(k: int) -> None:
             sampler.pairs(est, k, gen)
 
         fixed, start, unit_cap, unit = s.interventions, _START_PAIRS, s.max_samples, "interventions"
+        keyword = "interventions"
+    _check_pairwise_budget(metric, fixed, unit_cap, s, keyword)
     pres, n_used = _grow(
         add, est.compute, lambda r: r.total, fixed=fixed, start=start, cap=unit_cap,
         tol=s.tol, label=f"{metric} (sampled)", unit=unit, warns=warns,
@@ -874,40 +1046,276 @@ def _sampled_pairwise(
     warns.extend(f"{metric}: {w}" for w in list(getattr(pres, "warnings", [])) + w2)
 
 
+def _check_pairwise_budget(
+    metric: str, fixed: int | None, cap: int, s: MeasureSettings, keyword: str
+) -> None:
+    """The settings refused a fixed budget too small for a valid interval; a growing one
+    is refused here when ``max_samples`` caps it below that size."""
+    if fixed is None:
+        check_pairwise_budget(keyword, cap, s.in_bins, s.out_bins,
+                              given_as=f"{metric} (sampled): max_samples={s.max_samples}")
+
+
 def _whole_metric(
     res: LayerResult, metric: str, sampler: _Sampler, group: tuple[list[int], list[int]],
-    s: MeasureSettings, warns: list[str], nodes: bool = False,
+    s: MeasureSettings, warns: list[str], nodes: bool = False, sub: int = 0,
+    record: bool = True, pair_low: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """``ei`` (every input and output) or ``group_ei`` (a group): estimate and record it.
 
-    The interval is widened by the half-points bias allowance on the side it points to.
+    The interval is widened by the half-points bias allowance on the side it points to,
+    then checked against the bounds of :mod:`causal_widgets.engine.bounds`: when H(Y) is
+    undersampled, or the interval misses the bounds, the value is reported as ``bounds``.
+    ``sub`` picks the random stream (a block's); ``record=False`` only returns
+    ``info["value"]`` etc. (for a block's partial sum); ``pair_low``: the group's pairwise
+    lower bounds, when the caller has them (a block measured on its own sub-layer).
     """
     wres, info = _whole_ei(sampler, group[0], group[1], metric, s, warns,
-                           with_inputs=nodes, with_outputs=nodes)
+                           with_inputs=nodes, with_outputs=nodes, sub=sub)
     value, (lo, hi), w = _estimate_parts(wres.ei)
     a = info["bias_allowance"]
-    _set_metric(res, metric, value, (lo - max(a, 0.0), hi + max(-a, 0.0)), "sampled",
-                info["samples"])
+    lo, hi = lo - max(a, 0.0), hi + max(-a, 0.0)
+    def bounds(exact_pairs: bool) -> tuple[float, float]:
+        return whole_ei_bounds(
+            len(group[0]), len(group[1]), s.in_bins, s.out_bins,
+            pair_low=(pair_low if pair_low is not None
+                      else _pair_low(res, sampler, s, group, exact_pairs)),
+            output_node_low=[e.ci_low for e in wres.output_nodes] or None,
+            output_entropy_high=(None if wres.output_counts is None
+                                 else entropy_upper(wres.output_counts)),
+            conditional_low=None if wres.conditional is None else wres.conditional.ci_low,
+        )  # fmt: skip
+
+    # the exact pairwise terms of a dense layer cost extra when EI_parts was not asked
+    # for: computed only when the estimate is in doubt
+    b_lo, b_hi = bounds(exact_pairs=wres.undersampled)
+    info["bounds"] = [b_lo, b_hi]
+    status = "estimate"
+    if wres.undersampled or hi < b_lo or lo > b_hi:
+        # the estimate cannot be trusted (saturated H(Y)) or contradicts what the bounds
+        # prove: report the bracket, with the estimate moved inside it as the best guess
+        if wres.undersampled and sub == 0:
+            b_lo = max(b_lo, _subset_lower_bound(sampler, group, wres, info, metric, s, warns))
+            b_hi = max(b_hi, b_lo)
+            info["bounds"] = [b_lo, b_hi]
+        status, lo, hi = "bounds", b_lo, b_hi
+        warns.append(
+            f"{metric}: whole EI of {len(group[0])} inputs x {len(group[1])} outputs cannot "
+            f"be estimated from {info['samples']} samples (the estimate {value:.4g} bits "
+            f"{'saturates' if wres.undersampled else 'contradicts the bounds'}); reported "
+            f"as bounds [{b_lo:.4g}, {b_hi:.4g}] bits (status 'bounds')."
+        )
+        _bound_input_nodes(wres, _pair_low(res, sampler, s, group, True), s.in_bins, b_hi)
+    else:  # both intervals hold the truth: so does their intersection
+        lo, hi = max(lo, b_lo), min(hi, b_hi)
+    value = min(max(value, lo), hi)
+    info.update(value=value, ci=[lo, hi], status=status)
+    if record:
+        _set_metric(res, metric, value, (lo, hi), "sampled", info["samples"], status)
     warns.extend(f"{metric}: {x}" for x in list(getattr(wres, "warnings", [])) + w)
     return wres, info
 
 
+_Z975, _Z9995 = 1.959964, 3.290527  # standard normal quantiles
+# stream of the output-subset lower bound's estimate (apart from every block's stream)
+_SUBSET_BOUND_SUB = 1 << 20
+
+
+def _subset_lower_bound(
+    sampler: _Sampler, group: tuple[list[int], list[int]], wres: Any, info: dict[str, Any],
+    metric: str, s: MeasureSettings, warns: list[str],
+) -> float:
+    """A sampled lower bound of I(X_G; Y_H): I(X_G; Y_S) for the subset S of outputs whose
+    joint entropy the same number of cells can still show (I(X; Y) >= I(X; Y_S) for any S).
+
+    S takes the outputs with the largest marginal entropies while their sum stays 3 bits
+    below log2(cells), so the tuples of S are far fewer than the cells; its 95 % interval's
+    low end is the bound (0 if S would be empty or is itself undersampled). It uses a
+    quarter of the main estimate's cells: the bound is a cheap addition, not a second EI.
+    """
+    counts = wres.output_counts
+    n_cells = int(info.get("n_cells", 0)) // 4
+    if counts is None or n_cells < 64 or len(group[1]) < 2:
+        return 0.0
+    h = np.array([float(entropy_upper(counts[j : j + 1], z=0.0)[0])
+                  for j in range(counts.shape[0])])
+    room, chosen = math.log2(n_cells) - 3.0, []
+    for j in np.argsort(-h):
+        if h[j] <= 0 or h[chosen].sum() + h[j] > room:
+            continue
+        chosen.append(int(j))
+    if not chosen or len(chosen) == len(group[1]):
+        return 0.0
+    outputs = [group[1][j] for j in sorted(chosen)]
+    fixed = s.replace(cells=n_cells, points_per_cell=info["points_per_cell"])
+    sub_res, _ = _whole_ei(sampler, group[0], outputs, metric, fixed, [],
+                           sub=_SUBSET_BOUND_SUB)
+    if sub_res.undersampled:
+        return 0.0
+    low = float(sub_res.ei.ci_low)
+    info["subset_bound"] = {"outputs": outputs, "low": low}
+    warns.append(f"{metric}: lower bound {low:.4g} bits from I(X; Y_S), the {len(outputs)} "
+                 "outputs whose tuples the cells can show (settings['whole_ei']"
+                 "['subset_bound']).")
+    return max(low, 0.0)
+
+
+def _bound_input_nodes(wres: Any, pair_low: np.ndarray | None, in_bins: int,
+                       ei_high: float) -> None:
+    """I(X_i; Y) needs H(Y) as EI does: when that is undersampled, bracket each input
+    node by max_j I(X_i; Y_j) <= I(X_i; Y) <= min(H(X_i), EI's upper bound)."""
+    high = min(math.log2(in_bins), ei_high)
+    for i, e in enumerate(wres.input_nodes):
+        low = 0.0
+        if pair_low is not None:
+            low = float(np.nan_to_num(pair_low[i], nan=0.0).clip(min=0.0).max())
+        e.ci_low, e.ci_high = low, max(high, low)
+        guess = e.value if math.isfinite(e.value) else low  # none estimated: the sure part
+        e.value, e.status = min(max(guess, e.ci_low), e.ci_high), "bounds"
+
+
+def _pair_low(
+    res: LayerResult, sampler: _Sampler, s: MeasureSettings, group: tuple[list[int], list[int]],
+    exact_pairs: bool,
+) -> np.ndarray | None:
+    """Lower bounds of the group's pairwise terms I(X_i; Y_j), when EI_parts has them, or
+    (``exact_pairs``) exactly from the dense form when it has not been computed."""
+    low = res.matrix_ci.get("ei_parts", (None, None))[0]
+    if low is not None and res.method.get("ei_parts") == "sampled":
+        # a sampled term's 95 % interval, moved out to a one-sided 99.95 % lower bound: a
+        # node's bracket rests on one term, and a layer has many nodes
+        mat = np.asarray(res.ei_parts_matrix)
+        low = mat - (mat - np.asarray(low)) * (_Z9995 / _Z975)
+    if low is None and exact_pairs:
+        low = _exact_pairs(res, sampler, s)
+    return None if low is None else np.asarray(low)[np.ix_(group[0], group[1])]
+
+
+def _exact_pairs(res: LayerResult, sampler: _Sampler, s: MeasureSettings) -> np.ndarray | None:
+    """The exact I(X_i; Y_j) matrix of a monotone dense layer (EI_parts' own when it was
+    computed exactly, else computed once here); None for other layers."""
+    if res.method.get("ei_parts") == "exact":
+        return res.ei_parts_matrix
+    dense, lyr = sampler.lyr.dense, sampler.lyr
+    if dense is None or not dense.activation.monotone:
+        return None
+    if sampler.exact_pairs is None:
+        from causal_widgets.engine.exact import exact_pair_mi
+
+        sampler.exact_pairs = exact_pair_mi(dense, lyr.in_range, s.in_bins, lyr.out_range,
+                                            s.out_bins)
+    return sampler.exact_pairs
+
+
+def _block_sampler(sampler: _Sampler, group: tuple[list[int], list[int]]) -> _Sampler:
+    """A sampler over one block of a dense layer: ``act(W[H, G] x_G + b[H])``."""
+    dense, lyr = sampler.lyr.dense, sampler.lyr
+    assert dense is not None  # blocks come from the dense form
+    gi, go = group
+    w_np, b_np = dense.weight[np.ix_(go, gi)], dense.bias[go]
+    w = torch.as_tensor(w_np, dtype=sampler.dtype, device=sampler.device)
+    b = torch.as_tensor(b_np, dtype=sampler.dtype, device=sampler.device)
+    act = dense.activation
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return act(x @ w.T + b)
+
+    part = Layer(f"{lyr.name}[block]", fn, (len(gi),), (len(go),), lyr.in_range,
+                 lyr.out_range, dense=DenseForm(w_np, b_np, act), activation=act)
+    return _Sampler(part, sampler.in_bins, sampler.out_bins, sampler.device, sampler.dtype,
+                    sampler.chunk_rows, sampler.tally)
+
+
+def _one_block_of_all(blocks: list[tuple[list[int], list[int]]], n_in: int, n_out: int) -> bool:
+    return len(blocks) == 1 and len(blocks[0][0]) == n_in and len(blocks[0][1]) == n_out
+
+
+def _whole_by_blocks(
+    res: LayerResult, blocks: list[tuple[list[int], list[int]]], sampler: _Sampler,
+    s: MeasureSettings, warns: list[str], nodes: bool,
+) -> tuple[Any, dict[str, Any]]:
+    """Whole EI of a layer whose weights split into independent blocks: the exact sum of
+    the blocks' EIs (docs/metrics.md). A one-input, one-output block is its exact pairwise
+    term; every other block is measured as a group, on its own random stream, to ``tol /
+    sqrt(blocks)``. Unused inputs and constant outputs add 0.
+
+    The sum's interval: the estimates' errors are independent (own streams), so their
+    half-widths add in quadrature, each side on its own; bounds add linearly.
+    """
+    from causal_widgets.engine.estimate import Estimate, WholeResult
+
+    k = len(blocks)
+    s_block = s.replace(tol=s.tol / math.sqrt(k)) if k > 1 else s
+    total, samples = 0.0, 0
+    bound_lo = bound_hi = 0.0  # linear sums of the bounded blocks' sides (about value)
+    est_lo2 = est_hi2 = 0.0  # quadrature sums of the estimated blocks' half-widths
+    statuses, parts = [], []
+    zero = Estimate(0.0, 0.0, 0.0, 0, 0.0, status="exact")  # unused inputs, constant outputs
+    ins: list[Estimate] = [zero] * sampler.lyr.n_in
+    outs: list[Estimate] = [zero] * sampler.lyr.n_out
+    exact = _exact_pairs(res, sampler, s)
+    low = res.matrix_ci.get("ei_parts", (None, None))[0]
+    low = exact if low is None else low
+    for b, group in enumerate(blocks, start=1):
+        if exact is not None and len(group[0]) == len(group[1]) == 1:
+            # one input, one output: the block's EI is its one pairwise term, exactly
+            (i,), (j,) = group
+            v = float(exact[i, j])
+            total += v
+            statuses.append("exact")
+            parts.append({"inputs": group[0], "outputs": group[1], "value": v,
+                          "status": "exact"})
+            ins[i] = outs[j] = Estimate(v, v, v, 0, v, status="exact")
+            continue
+        # the block on its own: a forward pass costs its size, not the layer's
+        part = _block_sampler(sampler, group)
+        local = (list(range(len(group[0]))), list(range(len(group[1]))))
+        wres, info = _whole_metric(
+            res, "ei", part, local, s_block, warns, nodes=nodes, sub=b, record=False,
+            pair_low=None if low is None else np.asarray(low)[np.ix_(group[0], group[1])],
+        )  # fmt: skip
+        v, (lo, hi) = info["value"], info["ci"]
+        total += v
+        if info["status"] == "bounds":
+            bound_lo, bound_hi = bound_lo + (v - lo), bound_hi + (hi - v)
+        else:
+            est_lo2, est_hi2 = est_lo2 + (v - lo) ** 2, est_hi2 + (hi - v) ** 2
+        samples += info["samples"]
+        statuses.append(info["status"])
+        parts.append({"inputs": group[0], "outputs": group[1], **info})
+        for i, e in zip(group[0], wres.input_nodes):
+            ins[i] = e
+        for j, e in zip(group[1], wres.output_nodes):
+            outs[j] = e
+    lo = total - bound_lo - math.sqrt(est_lo2)
+    hi = total + bound_hi + math.sqrt(est_hi2)
+    status = combined_status(statuses)
+    _set_metric(res, "ei", total, (lo, hi), "exact" if status == "exact" else "sampled",
+                samples, status)
+    info = {"blocks": parts, "n_blocks": k, "samples": samples, "status": status}
+    whole = WholeResult(Estimate(total, lo, hi, samples, math.nan), outs, ins, [], 0, 0)
+    return whole, info
+
+
 def _set_metric(
     res: LayerResult, metric: str, value: float, ci: tuple[float, float], method: str,
-    samples: int,
+    samples: int, status: str | None = None,
 ) -> None:
     setattr(res, metric, value)
     res.ci[metric] = ci
     res.method[metric], res.samples[metric] = method, samples
+    res.status[metric] = status or ("exact" if method == "exact" else "estimate")
 
 
 def _derive(res: LayerResult) -> None:
     """Degeneracy and integration by interval arithmetic on independent streams."""
 
     def diff(name: str, a: str, b: str) -> None:
+        # a difference of bracketed values is bracketed by the same interval arithmetic
         (alo, ahi), (blo, bhi) = res.ci[a], res.ci[b]
         _set_metric(res, name, getattr(res, a) - getattr(res, b), (alo - bhi, ahi - blo),
-                    "derived", max(res.samples[a], res.samples[b]))
+                    "derived", max(res.samples[a], res.samples[b]),
+                    combined_status((res.status[a], res.status[b])))
 
     if res.ei is not None and res.sensitivity is not None:
         diff("degeneracy", "sensitivity", "ei")
@@ -928,6 +1336,7 @@ def _settings_record(
         "layer": lyr.name,
         "method": dict(res.method),
         "samples": dict(res.samples),
+        "status": dict(res.status),
         "requested_method": s.method,
         "metrics": sorted(s.metrics),
         "in_bins": s.in_bins,
@@ -955,9 +1364,11 @@ def _whole_ei(
     warns: list[str],
     with_inputs: bool = False,
     with_outputs: bool = False,
+    sub: int = 0,
 ) -> tuple[Any, dict[str, Any]]:
     """Cell-conditional I(X_G; Y_H): all cells with doubling points per cell, or sampled
     cells (doubling their number) with a fixed number of points per cell."""
+    from causal_widgets.engine.estimate import Estimate
     from causal_widgets.engine.estimators import WholeEI
 
     seed, cells, points_per_cell, tol = s.seed, s.cells, s.points_per_cell, s.tol
@@ -966,7 +1377,7 @@ def _whole_ei(
     dev = sampler.device
     g = len(g_in)
     n_all = in_bins**g
-    gen = _stage_generator(seed, stage, dev)
+    gen = _stage_generator(seed, stage, dev, sub)
     exhaustive = cells == "all" or (cells is None and n_all <= cell_limit)
     if exhaustive and n_all > 2**17:  # WholeEI keeps per-cell tables for at most ~2**18
         raise ValueError(
@@ -995,8 +1406,16 @@ def _whole_ei(
         )  # fmt: skip
 
     def finish(wres: Any, info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """Add the half-points bias diagnostic (``WholeResult.ei_half_points``: the same
-        cells' H(Y | cell) from the first half of their points) to ``info``."""
+        """Add the input nodes (left out while growing; not worth computing when H(Y) is
+        undersampled: they are bracketed instead, see _bound_input_nodes) and the
+        half-points bias diagnostic (``WholeResult.ei_half_points``: the same cells'
+        H(Y | cell) from the first half of their points) to ``info``."""
+        if with_inputs and not est.input_nodes_dropped:
+            if not wres.undersampled:
+                wres = est.compute()
+            else:  # the bounds need entries, not estimates: one per input, to bracket
+                wres.input_nodes = [Estimate(math.nan, math.nan, math.nan, 0, math.nan)
+                                    for _ in range(g)]
         info["bias_allowance"] = 0.0
         if est.input_nodes_dropped:
             warns.append(
@@ -1036,7 +1455,7 @@ def _whole_ei(
             # points across updates, so doubling M costs only the new points
             sampler.cells(est, all_cells, m_target - m, gen, g_in, g_out)
             m = m_target
-            wres = est.compute()
+            wres = est.compute(input_nodes=False)
             width = _width(wres.ei)
             if points_per_cell is not None or width < tol:
                 break
@@ -1062,7 +1481,7 @@ def _whole_ei(
 
     wres, n_cells = _grow(
         add,
-        est.compute,
+        lambda: est.compute(input_nodes=False),
         lambda r: r.ei,
         fixed=cells if isinstance(cells, int) else None,
         start=_START_CELLS,
@@ -1071,6 +1490,7 @@ def _whole_ei(
         label=label,
         unit=f"cells of {m} points",
         warns=warns,
+        hopeless=_saturated,
     )
     info = {"cells": "sampled", "n_cells": n_cells, "points_per_cell": m, "samples": n_cells * m}
     return finish(wres, info)
@@ -1090,6 +1510,11 @@ def _nodes_frame(res: LayerResult, whole: Any, n_in: int, n_out: int) -> pd.Data
             return np.full(n, np.nan)
         return np.array([float(getattr(it, attr)) for it in items], dtype=np.float64)
 
+    def status(items: list[Any] | None, n: int) -> list[str | None]:
+        if not items or len(items) != n:
+            return [None] * n
+        return [getattr(it, "status", "estimate") for it in items]
+
     ins = getattr(whole, "input_nodes", None) if whole is not None else None
     outs = getattr(whole, "output_nodes", None) if whole is not None else None
     frame_in = pd.DataFrame(
@@ -1101,6 +1526,7 @@ def _nodes_frame(res: LayerResult, whole: Any, n_in: int, n_out: int) -> pd.Data
             "sensitivity": sens_in,
             "ei_ci_low": col(ins, "ci_low", n_in),
             "ei_ci_high": col(ins, "ci_high", n_in),
+            "ei_status": status(ins, n_in),
         }
     )
     frame_out = pd.DataFrame(
@@ -1112,6 +1538,7 @@ def _nodes_frame(res: LayerResult, whole: Any, n_in: int, n_out: int) -> pd.Data
             "sensitivity": sens_out,
             "ei_ci_low": col(outs, "ci_low", n_out),
             "ei_ci_high": col(outs, "ci_high", n_out),
+            "ei_status": status(outs, n_out),
         }
     )
     return pd.concat([frame_in, frame_out], ignore_index=True)

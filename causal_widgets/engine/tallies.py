@@ -27,7 +27,7 @@ def _check_idx(x: torch.Tensor, name: str, shape: tuple, bins: int, device: torc
         want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name} must have shape {want}; got {tuple(x.shape)}.")
     if x.numel():
-        lo, hi = int(x.min()), int(x.max())
+        lo, hi = (int(v) for v in torch.aminmax(x))  # one pass, not two
         if lo < 0 or hi >= bins:
             raise ValueError(
                 f"{name} holds bin indices in [{lo}, {hi}] but must lie in [0, {bins - 1}]: "
@@ -140,21 +140,31 @@ class _IdMap:
     def _sorted_codes(self, ids: torch.Tensor) -> torch.Tensor:
         uniq, inv = torch.unique(ids.reshape(-1), sorted=True, return_inverse=True)
         out = torch.empty_like(uniq)
+        # where each id sits (or would be inserted) among the known, sorted ids
+        where = torch.searchsorted(self.ids, uniq)
         if self.n:
-            pos = torch.searchsorted(self.ids, uniq).clamp(max=self.n - 1)
+            pos = where.clamp(max=self.n - 1)
             found = self.ids[pos] == uniq
             out[found] = self.codes_sorted[pos[found]]
         else:
             found = torch.zeros_like(uniq, dtype=torch.bool)
-        new = uniq[~found]
+        fresh = ~found
+        new = uniq[fresh]  # sorted, none of them known
         if new.numel():
             new_codes = torch.arange(self.n, self.n + new.numel(), device=ids.device)
-            out[~found] = new_codes
-            all_ids = torch.cat([self.ids, new])
-            all_codes = torch.cat([self.codes_sorted, new_codes])
-            order = torch.argsort(all_ids)
-            self.ids, self.codes_sorted = all_ids[order], all_codes[order]
-            self.n += new.numel()
+            out[fresh] = new_codes
+            # merge the two sorted runs in O(n): the j-th new id lands at its insertion
+            # point plus the j new ids before it (no re-sort of everything known)
+            slots = where[fresh] + torch.arange(new.numel(), device=ids.device)
+            total = self.n + new.numel()
+            old = torch.ones(total, dtype=torch.bool, device=ids.device)
+            old[slots] = False
+            merged_ids = torch.empty(total, dtype=torch.int64, device=ids.device)
+            merged_codes = torch.empty(total, dtype=torch.int64, device=ids.device)
+            merged_ids[slots], merged_codes[slots] = new, new_codes
+            merged_ids[old], merged_codes[old] = self.ids, self.codes_sorted
+            self.ids, self.codes_sorted = merged_ids, merged_codes
+            self.n = total
         return out[inv].reshape(ids.shape)
 
     def raw(self) -> torch.Tensor:

@@ -6,10 +6,11 @@ network table of :func:`causal_widgets.measure` (``FRAME_COLUMNS``), a
 loop's results (:func:`causal_widgets.training.loop.collect`) all import it from here, so
 the three cannot drift apart.
 
-Columns, in order: the row's key (``layer, metric``), its value with a 95 % interval
-(``value, ci_low, ci_high``) and how it was measured (``method, samples, in_bins,
-out_bins, in_range, out_range, seed, version``). Tables add ``epoch``, ``run`` and the
-recorded scalars (``loss``, ``accuracy``, ...) where they have them.
+Columns, in order: the row's key (``layer, metric``), its value with its interval and the
+interval's meaning (``value, ci_low, ci_high, status``) and how it was measured
+(``method, samples, in_bins, out_bins, in_range, out_range, seed, version``). Tables add
+``epoch``, ``run`` and the recorded scalars (``loss``, ``accuracy``, ...) where they have
+them.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ if TYPE_CHECKING:  # only for the annotations: this module needs no pandas to be
 
 #: what a row is about
 TIDY_KEYS = ("layer", "metric")
-#: the measured value (bits) and its 95 % interval
-TIDY_VALUES = ("value", "ci_low", "ci_high")
+#: the measured value (bits), its interval, and what the interval means: "exact" (no
+#: sampling), "estimate" (95 % confidence) or "bounds" (brackets the truth; the value is a
+#: best guess inside it), see causal_widgets.engine.bounds
+TIDY_VALUES = ("value", "ci_low", "ci_high", "status")
 #: how the value was measured
 TIDY_PROVENANCE = (
     "method", "samples", "in_bins", "out_bins", "in_range", "out_range", "seed", "version",
@@ -31,6 +34,12 @@ TIDY_PROVENANCE = (
 #: every tidy column, in order; a list (not a tuple) because importers and their tests
 #: build on it with ``["epoch"] + TIDY_COLUMNS`` -- never mutate it
 TIDY_COLUMNS: list[str] = [*TIDY_KEYS, *TIDY_VALUES, *TIDY_PROVENANCE]
+
+
+def status_from_method(method: object) -> str:
+    """The status of a row written before statuses existed (version 0.1 histories): exact
+    values were exact, everything else was reported as an estimate."""
+    return "exact" if method == "exact" else "estimate"
 
 
 def order_columns(df: pd.DataFrame, first: Sequence[str]) -> pd.DataFrame:

@@ -219,6 +219,9 @@ class WholeEI:
         self._ids = _IdMap(self._acc, self._space)
         self._samples = 0
         self._cells = 0
+        # every output's bin counts (the marginals H(Y_j) of the bounds come from these)
+        self._ymarg = torch.zeros(self.n_out * self.out_bins, dtype=torch.float64,
+                                  device=self._acc)
         if self._MODE is not None:
             self._init_state()
 
@@ -284,6 +287,9 @@ class WholeEI:
             return
         u = self._ids.codes(encode_rows(y, self.out_bins))  # (C, M) compact codes
         self._update(c, y, u)
+        flat = (y.reshape(-1, self.n_out).long()
+                + torch.arange(self.n_out, device=y.device) * self.out_bins).reshape(-1)
+        self._ymarg += torch.bincount(flat, minlength=self._ymarg.numel()).to(self._ymarg)
         self._samples += n_c * m
         self._cells += n_c
 
@@ -316,6 +322,7 @@ class WholeEI:
             self._decide(other.exhaustive)
         trans = self._ids.codes(other._ids.raw().to(self._acc))  # other's code -> my code
         self._merge_state(other, trans)
+        self._ymarg += other._ymarg.to(self._ymarg)
         self._samples += other._samples
         self._cells += other._cells
         return self
@@ -334,13 +341,24 @@ class WholeEI:
         dst.add((hi << _U_BITS) | trans[lo], vals.to(self._acc))
 
     # ---- results
-    def compute(self) -> WholeResult:
-        """EI, node-level terms, their 95 % CIs (jackknife; see the module docstring)."""
+    def compute(self, input_nodes: bool = True) -> WholeResult:
+        """EI, node-level terms, their 95 % CIs (jackknife; see the module docstring).
+
+        ``input_nodes=False`` leaves out I(X_i; Y) (the costliest part) for this call only:
+        for the intermediate results of a growing sample, whose input nodes nobody reads.
+        """
         if self._samples == 0:
             nan = math.nan
             e = Estimate(nan, nan, nan, 0, nan, ["no samples yet: call update() first"])
             return WholeResult(e, [], [], list(e.warnings), 0, 0)
-        return self._compute()
+        kept = self.with_inputs
+        self.with_inputs = kept and input_nodes and not self.input_nodes_dropped
+        try:
+            res = self._compute()
+        finally:
+            self.with_inputs = kept
+        res.output_counts = self._ymarg.to("cpu").view(self.n_out, self.out_bins).numpy().copy()
+        return res
 
     def _compute(self) -> WholeResult:
         """The result from the accumulators (at least one sample)."""
@@ -530,7 +548,8 @@ class SampledWholeEI(WholeEI):
         ei_plug = hy_p[0] - hc[1].sum() / c_tot
         hy_plug = float(hy_p[0])
         # -- warnings with numbers
-        if hy_plug > math.log2(max(c_tot, 1)) - 1.0 or n_u > 0.2 * c_tot:
+        undersampled = hy_plug > math.log2(max(c_tot, 1)) - 1.0 or n_u > 0.2 * c_tot
+        if undersampled:
             warns.append(
                 f"H(Y) is undersampled: {n_u} distinct output tuples among {int(c_tot)} cells "
                 f"(plug-in H(Y) = {hy_plug:.2f} bits, log2(cells) = {math.log2(c_tot):.2f}); "
@@ -550,6 +569,9 @@ class SampledWholeEI(WholeEI):
         ei = self._estimates(
             ei_r[:1], ei_r[1:].view(1, -1), valid, ei_plug.view(1), warns, gap[:1]
         )[0]
+        conditional = self._estimates(
+            cond[:1], cond[1:].view(1, -1), valid, (hc[1].sum() / c_tot).view(1), None, gap[:1]
+        )[0]
         outs: list[Estimate] = []
         if self.with_outputs:
             outs = self._output_nodes(c_r, valid, gap)
@@ -560,7 +582,8 @@ class SampledWholeEI(WholeEI):
         ei_half = math.nan
         if float(self._half[1]) > 0:
             ei_half = float(hy_c[0]) - float(self._half[0] / self._half[1])
-        return WholeResult(ei, outs, ins, warns, int(c_tot), n_u, ei_half)
+        return WholeResult(ei, outs, ins, warns, int(c_tot), n_u, ei_half,
+                           conditional=conditional, undersampled=undersampled)
 
     def _output_nodes(self, c_r, valid, gap) -> list[Estimate]:
         """I(X; Y_j) per output from the per-cell histograms of each Y_j."""

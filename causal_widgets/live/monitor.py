@@ -21,10 +21,21 @@ How it works
   (``epoch % every == 0``) clones the model's ``state_dict`` tensors (``detach().clone()``
   on the tensors' own device, so a GPU model is snapshotted GPU-to-GPU without a host
   sync) and queues the snapshot. If the model's structure changed (a parameter's shape or
-  a module's type), the snapshot carries a fresh deep copy instead.
-* With ``drop_stale=True`` at most ``max_pending`` snapshots wait: when training outruns
-  the measurements, the *oldest waiting* snapshots are dropped (listed in
-  ``history.dropped()``); the one being measured is never dropped.
+  a module's type), a fresh deep copy is kept for the snapshots of the new structure
+  (measured after every waiting snapshot of the old one).
+* Nothing is dropped by default: every snapshot waits until it is measured, the newest
+  first (the view stays live), then the backlog coarse-to-fine (the waiting epoch
+  farthest from every measured one: a bisection of the recorded range; see
+  :mod:`causal_widgets.live.backlog`). :meth:`wait` returns when every recorded epoch is
+  measured. Waiting snapshots hold at most ``max_pending_bytes`` of memory (1 GiB); beyond
+  that the oldest are spilled to ``spill_dir`` (default ``<autosave>.pending``), or,
+  with no directory, dropped with a warning. ``history.pending()`` lists what waits.
+* Opt-in dropping (``drop_stale=True`` or ``max_pending=k``): at most ``max_pending``
+  snapshots wait; when training outruns the measurements, the *oldest waiting* snapshots
+  are dropped (listed in ``history.dropped()``); the one being measured is never dropped.
+* Each epoch is recorded once (a second ``record()`` of it raises). At interpreter exit
+  an open monitor is stopped and joined (so the script exits with its own status), and
+  what was not measured stays pending in the history, on disk when there is a directory.
 * One dispatcher thread hands the queued snapshots to the executor and collects them as
   they finish, whatever the executor. With a ``ThreadExecutor`` (the default) a snapshot
   is measured in this process, as below; a process or Ray executor gets one task per
@@ -65,11 +76,13 @@ warning, and then used for every snapshot.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import contextlib
 import copy
 import itertools
 import os
+import sys
 import threading
 import time
 import traceback
@@ -84,12 +97,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from causal_widgets.checks import check_cuda, check_materialized, check_one_batch
 from causal_widgets.engine.settings import (
     LAYER_KEYWORDS,
     MeasureSettings,
     check_measure_keywords,
 )
 from causal_widgets.jsonable import to_jsonable
+from causal_widgets.live.backlog import next_epoch, state_bytes
 from causal_widgets.live.executors import Executor, ThreadExecutor, get_executor
 from causal_widgets.live.store import History, _check_epoch
 
@@ -98,6 +113,8 @@ _IDLE_POLL_S = 0.5
 # training counts as running while record() was called within this many seconds; only then
 # does the worker hold back to its duty cycle
 _ACTIVE_S = 2.0
+#: default memory budget of the snapshots waiting to be measured (bytes)
+DEFAULT_MAX_PENDING_BYTES = 1 << 30
 
 
 def _find_layers(model: nn.Module, example_input: Any, layers: Any, in_range: Any) -> list:
@@ -115,7 +132,7 @@ def _measure_layer(layer: Any, **kwargs: Any) -> Any:
 
 
 def _measurement_settings(
-    example_input: Any, measure_kwargs: dict[str, Any]
+    example_input: Any, measure_kwargs: dict[str, Any], stacklevel: int = 3
 ) -> tuple[Any, dict[str, Any]]:
     """``(in_range, keywords for every layer's measurement)`` from Monitor's
     ``**measure_kwargs``: the one place the monitor reads its measurement settings.
@@ -134,7 +151,7 @@ def _measurement_settings(
             warnings.warn(
                 f"in_range not given: using example_input's range {in_range}; pass "
                 "in_range=(lo, hi) (the range of your data) to set it.",
-                stacklevel=3,  # Monitor's caller
+                stacklevel=stacklevel,  # Monitor's caller (or analyze_checkpoints')
             )
     return in_range, kwargs
 
@@ -158,16 +175,22 @@ def _layer_measurer(
     return lambda layer: fn(layer, **kwargs)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: the queue holds each once
 class _Snapshot:
     epoch: int
     state: dict[str, torch.Tensor] | None = None
-    model: nn.Module | None = None  # set when the structure changed since the last snapshot
+    model: nn.Module | None = None  # set when taken: the first of a changed structure
     event: Any = None  # torch.cuda.Event recorded after the clone, or None
     created: float = field(default_factory=time.monotonic)
+    path: Path | None = None  # the state was spilled to this file (state is None then)
+    generation: int = 0  # the model structure it belongs to (it grows at each change)
+    nbytes: int = 0  # what the in-memory state holds (0 once spilled)
+    spilling: bool = False  # handed to the spill thread (out of the memory budget already)
 
 
 def _resolve_device(model: nn.Module, device: Any) -> torch.device:
+    # a model built under torch.device("meta") has no values to copy or measure
+    check_materialized(model, "model")
     if device is None:
         first = next(itertools.chain(model.parameters(), model.buffers()), None)
         return first.device if first is not None else torch.device("cpu")
@@ -177,11 +200,7 @@ def _resolve_device(model: nn.Module, device: Any) -> torch.device:
         raise ValueError(
             f"device={device!r} is not a torch device: pass e.g. 'cpu', 'cuda' or 'cuda:1'."
         ) from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} asks for CUDA but torch sees no GPU: pass device='cpu' "
-            "(or leave device=None to measure where the model lives)."
-        )
+    check_cuda(dev, "device")
     return dev
 
 
@@ -280,6 +299,24 @@ def _shape_change(old: Mapping[str, Any], new: Any) -> str | None:
         f"{n[0]} -> {n[1]} (n_in={new.n_in}, n_out={new.n_out}); it is not measured. Start "
         "a new Monitor (or dashboard) for the changed model."
     )
+
+
+#: what a snapshot's task returns when close() stopped it before its last layer
+_STOPPED = "stopped"
+
+
+def _read_spilled(path: Path, device: torch.device) -> dict[str, Any]:
+    """The state_dict of a spilled snapshot, on ``device``."""
+    try:
+        # the monitor's own file (a state_dict, possibly with modules' extra state, which
+        # weights_only would refuse)
+        return torch.load(path, map_location=device, weights_only=False)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise RuntimeError(
+            f"could not read the spilled snapshot {str(path)!r}: {type(err).__name__}: "
+            f"{err}. It was written when measuring fell behind training; if it was "
+            "removed or damaged, that epoch cannot be measured from it."
+        ) from err
 
 
 class _NothingToMeasure(Exception):
@@ -421,15 +458,28 @@ class _Options:
     """The monitor's own settings (not the measurement's), checked once, at construction."""
 
     every: int = 1
-    drop_stale: bool = True
-    max_pending: int = 2
+    drop_stale: bool | None = None
+    max_pending: int | None = None
     nice: int | None = 10
     duty: float = 0.2
     layers: list[Any] | None = None
     autosave: Path | None = None
+    max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES
+    spill_dir: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.drop_stale is None:
+            # max_pending is the cap of dropping: giving it opts in to dropping
+            object.__setattr__(self, "drop_stale", self.max_pending is not None)
+        if self.max_pending is None:
+            object.__setattr__(self, "max_pending", 2)
         every, max_pending, duty, nice = self.every, self.max_pending, self.duty, self.nice
+        budget = self.max_pending_bytes
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(
+                f"max_pending_bytes must be an int >= 1 (the bytes of memory the snapshots "
+                f"waiting to be measured may hold, e.g. 1 << 30 for 1 GiB); got {budget!r}."
+            )
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be an int >= 1 (measure every k-th epoch); got "
                              f"{every!r}.")
@@ -453,6 +503,12 @@ class _Options:
             object.__setattr__(self, "layers", list(self.layers))
         if self.autosave is not None:
             object.__setattr__(self, "autosave", Path(self.autosave))
+        if self.spill_dir is not None:
+            object.__setattr__(self, "spill_dir", Path(self.spill_dir))
+        elif self.autosave is not None:
+            # next to the history, so the saved history and its backlog travel together
+            object.__setattr__(self, "spill_dir",
+                               self.autosave.with_name(self.autosave.name + ".pending"))
 
 
 def _check_objects(model: Any, on_update: Any, history: Any) -> None:
@@ -487,8 +543,21 @@ class Monitor:
     every:
         measure when ``epoch % every == 0``; every recorded epoch's scalars are kept.
     drop_stale, max_pending:
-        keep at most ``max_pending`` snapshots waiting; drop the oldest beyond that.
-        With ``drop_stale=False`` nothing is dropped (memory grows with the backlog).
+        by default nothing is dropped: every recorded snapshot is kept until it is
+        measured, the newest first, then the backlog coarse-to-fine (see
+        :mod:`causal_widgets.live.backlog`). Dropping is an opt-in: ``drop_stale=True``,
+        or giving ``max_pending`` (its cap; ``drop_stale=False`` with it keeps all), keeps
+        at most ``max_pending`` (default 2) snapshots waiting and drops the oldest beyond
+        that (listed in ``history.dropped()``).
+    max_pending_bytes, spill_dir:
+        the memory the waiting snapshots may hold (default 1 GiB; at least one snapshot
+        of the model, checked here). Beyond it the oldest waiting snapshots are saved to
+        ``spill_dir`` (default: ``<autosave>.pending`` next to the history; written by a
+        background thread, so :meth:`record` does not wait for the disk) and read back
+        when their turn comes; they are listed in ``history.spilled()``, so a history saved
+        mid-backlog can be finished by a new Monitor given ``history=History.load(...)``.
+        Without a directory the oldest waiting snapshot is dropped instead, with a warning,
+        and listed in ``history.dropped()``.
     device:
         where to measure (default: where the model's parameters are).
     on_update:
@@ -543,8 +612,10 @@ class Monitor:
         *,
         layers: Sequence[Any] | None = None,
         every: int = 1,
-        drop_stale: bool = True,
-        max_pending: int = 2,
+        drop_stale: bool | None = None,
+        max_pending: int | None = None,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        spill_dir: str | os.PathLike | None = None,
         device: Any = None,
         on_update: Callable[[], Any] | None = None,
         history: History | None = None,
@@ -556,8 +627,19 @@ class Monitor:
         **measure_kwargs: Any,
     ) -> None:
         _check_objects(model, on_update, history)
+        # a generator or DataLoader cannot be copied or replayed at every snapshot
+        check_one_batch(example_input, "example_input")
         opts = _Options(every=every, drop_stale=drop_stale, max_pending=max_pending, nice=nice,
-                        duty=duty, layers=layers, autosave=autosave)
+                        duty=duty, layers=layers, autosave=autosave,
+                        max_pending_bytes=max_pending_bytes, spill_dir=spill_dir)
+        one_snapshot = state_bytes(model.state_dict())
+        if not opts.drop_stale and one_snapshot > opts.max_pending_bytes:
+            raise ValueError(
+                f"max_pending_bytes={opts.max_pending_bytes} is smaller than one snapshot of "
+                f"this model ({one_snapshot} bytes of state_dict): no snapshot could wait to "
+                f"be measured. Pass max_pending_bytes >= {one_snapshot} (the default is "
+                f"{DEFAULT_MAX_PENDING_BYTES}), or drop_stale=True to drop instead."
+            )
         self._executor, self._owns_executor = _monitor_executor(
             executor, nice, f"causal_widgets-monitor-{id(self):x}-measure"
         )
@@ -567,6 +649,8 @@ class Monitor:
         self.every = opts.every
         self.drop_stale = opts.drop_stale
         self.max_pending = opts.max_pending
+        self.max_pending_bytes = opts.max_pending_bytes
+        self.spill_dir = opts.spill_dir
         self.on_update = on_update
         # shipped elsewhere, the private copy stays on the CPU (it is the template sent to
         # the workers) and the workers pick their device
@@ -593,6 +677,8 @@ class Monitor:
                                  if k in LAYER_KEYWORDS} | {"settings": settings}
 
         self._source = model
+        # every executor copies the model (the process and Ray paths skip _resolve_device)
+        check_materialized(model, "model")
         self._model = _private_copy(model, self.device)
         _warm_trace(self._model)
         self._example = _to_device(example_input, self.device)
@@ -606,6 +692,23 @@ class Monitor:
 
         self._reference: list[dict[str, Any]] | None = None  # first snapshot's layers
         self._queue: deque[_Snapshot] = deque()
+        # the epochs handed to the worker or measured: what the backlog order measures
+        # distances from (a resumed history's measured epochs count)
+        self._started: set[int] = set(self.history.epochs())
+        # epochs recorded already (here, or in the history resumed): a second record()
+        # of one is refused instead of silently replacing the first. A pending epoch whose
+        # snapshot was lost (not spilled) may be recorded again to fill it in.
+        lost = set(self.history.pending()) - set(self.history.spilled())
+        self._recorded: set[int] = (set(self.history.scalars()["epoch"].tolist())
+                                    | set(self.history.epochs())) - lost
+        self._pending_bytes = 0  # in-memory bytes of the queued snapshots
+        self._to_spill: deque[_Snapshot] = deque()  # waiting snapshots to write to disk
+        self._spiller: threading.Thread | None = None  # writing them, while there are any
+        # structure changes: generation -> private copy of the changed model, until the
+        # first snapshot of that generation is measured (see record / _next)
+        self._generation = 0
+        self._loaded_generation = 0
+        self._structures: dict[int, nn.Module] = {}
         self._cond = threading.Condition()
         self._active: set[int] = set()  # epochs being measured
         self._template_ref: Any = None  # the model structure as shipped to an executor
@@ -625,7 +728,16 @@ class Monitor:
             name=f"causal_widgets-monitor-{id(self):x}",
             daemon=True,
         )
+        self._resume_spilled()
         self._thread.start()
+        _LIVE_MONITORS.add(self)
+
+    def _resume_spilled(self) -> None:
+        """Queue the spilled snapshots of a resumed history whose files are still there."""
+        for epoch, file in self.history.spilled().items():
+            if Path(file).is_file():
+                self._queue.append(_Snapshot(epoch, path=Path(file)))
+                self._recorded.add(epoch)
 
     def _settings(self) -> dict[str, Any]:
         """What the history records about how it was measured."""
@@ -633,6 +745,7 @@ class Monitor:
             "every": self.every,
             "drop_stale": self.drop_stale,
             "max_pending": self.max_pending,
+            "max_pending_bytes": self.max_pending_bytes,
             "device": str(self.device) if self._in_process else self._remote_device,
             "executor": "thread" if self._in_process else self._executor.describe(),
             "layers": self._layers_arg,
@@ -645,53 +758,173 @@ class Monitor:
         """Store ``scalars`` for ``epoch``; on every ``every``-th epoch queue a weight snapshot.
 
         Cheap: one clone of each ``state_dict`` tensor (on its own device) and a queue
-        append. Scalars may be floats, numpy scalars or one-element tensors.
+        append (plus, beyond ``max_pending_bytes``, saving the oldest waiting snapshot to
+        ``spill_dir``). Scalars may be floats, numpy scalars or one-element tensors.
+        Each epoch is recorded once: a second ``record()`` of it raises ``ValueError``.
         """
         epoch = _check_epoch(epoch)
         if self._stop:
             raise RuntimeError("this Monitor is closed: create a new one to keep measuring.")
+        if epoch in self._recorded:
+            raise ValueError(
+                f"epoch {epoch} was already recorded: each epoch is recorded once (a second "
+                "record would replace its scalars and snapshot). Record a new epoch number "
+                "(e.g. a global step), or start a new Monitor for a new run."
+            )
         self.history.add_scalars(epoch, **scalars)
+        self._recorded.add(epoch)
         self._last_record = time.monotonic()
         if epoch % self.every != 0:
             self._notify()
             return
         snap = _Snapshot(epoch)
+        new_structure = None
         with torch.no_grad():
             state = self._source.state_dict()
             sig = _signature(self._source, state)
             if sig != self._last_signature:
                 # the structure changed: the private model cannot load this state, so
-                # ship a fresh copy (rare; costs a deepcopy once)
-                snap.model = _private_copy(self._source, self.device)
-                _warm_trace(snap.model)
+                # the snapshots from here on load into a fresh copy (rare; one deepcopy).
+                # Snapshots are not measured in recording order, so the copy belongs to
+                # the structure's generation, handed to whichever of them goes first
+                new_structure = _private_copy(self._source, self.device)
+                _warm_trace(new_structure)
                 self._last_signature = sig
-            else:
-                # non-tensor entries are modules' extra state (get_extra_state)
-                snap.state = {
-                    k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
-                    for k, v in state.items()
-                }
+                self._generation += 1
+            snap.generation = self._generation
+            # non-tensor entries are modules' extra state (get_extra_state)
+            snap.state = {
+                k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+                for k, v in state.items()
+            }
             # the copies were queued on this thread's CUDA stream: the worker's stream
             # waits for this event before reading them
             cuda = [v for v in state.values() if isinstance(v, torch.Tensor) and v.is_cuda] + (
-                [p for p in snap.model.parameters() if p.is_cuda] if snap.model else []
+                [p for p in new_structure.parameters() if p.is_cuda] if new_structure else []
             )
             if cuda:
                 snap.event = torch.cuda.Event()
                 snap.event.record(torch.cuda.current_stream(cuda[0].device))
+        snap.nbytes = state_bytes(snap.state)
+        self.history.add_pending(epoch)
         dropped = []
         with self._cond:
+            if new_structure is not None:
+                self._structures[snap.generation] = new_structure
             self._queue.append(snap)
+            self._pending_bytes += snap.nbytes
             while self.drop_stale and len(self._queue) > self.max_pending:
-                old = self._queue.popleft()
-                if old.model is not None and self._queue[0].model is None:
-                    # the dropped snapshot carried the new structure; the next one needs it
-                    self._queue[0].model = old.model
-                dropped.append(old.epoch)
+                dropped.append(self._drop_oldest_locked())
+            if not self.drop_stale:
+                dropped += self._keep_budget_locked()
             self._cond.notify_all()
         for e in dropped:
+            self.history.remove_pending(e)
             self.history.add_dropped(e)
         self._notify()
+
+    def _drop_oldest_locked(self) -> int:
+        """Drop the oldest waiting snapshot (under ``_cond``); returns its epoch."""
+        old = min(self._queue, key=lambda sn: sn.epoch)
+        self._queue.remove(old)
+        self._pending_bytes -= old.nbytes
+        if old.path is not None:
+            old.path.unlink(missing_ok=True)
+        return old.epoch
+
+    def _keep_budget_locked(self) -> list[int]:
+        """Keep the in-memory waiting snapshots within ``max_pending_bytes`` (under
+        ``_cond``): spill the oldest to ``spill_dir``, or, without one, drop it with a
+        warning. The newest snapshot (measured next) stays in memory. Returns the epochs
+        dropped."""
+        dropped: list[int] = []
+        while self._pending_bytes > self.max_pending_bytes:
+            newest = max(sn.epoch for sn in self._queue)
+            movable = [sn for sn in self._queue if sn.state is not None
+                       and not sn.spilling and sn.epoch != newest]
+            if not movable:
+                return dropped  # only the newest is in memory: one snapshot always fits
+            old = min(movable, key=lambda sn: sn.epoch)
+            if self.spill_dir is None:
+                self._queue.remove(old)
+                self._pending_bytes -= old.nbytes
+                dropped.append(old.epoch)
+                warnings.warn(
+                    f"the snapshots waiting to be measured exceed max_pending_bytes="
+                    f"{self.max_pending_bytes} and there is no spill_dir: the snapshot of "
+                    f"epoch {old.epoch} is dropped unmeasured (listed in history.dropped()). "
+                    "Pass autosave=DIR or spill_dir=DIR to keep the backlog on disk, or a "
+                    "larger max_pending_bytes.",
+                    stacklevel=3,  # record()'s caller
+                )
+                continue
+            # written by the spill thread, so record() never waits for the disk; counted
+            # as gone from memory now (the budget is exceeded by the writes in progress)
+            old.spilling = True
+            self._pending_bytes -= old.nbytes
+            old.nbytes = 0
+            self._to_spill.append(old)
+            if self._spiller is None:
+                self._spiller = threading.Thread(
+                    target=_spill_main, args=(weakref.ref(self), self._cond),
+                    name=f"causal_widgets-monitor-{id(self):x}-spill", daemon=True)
+                self._spiller.start()
+        return dropped
+
+    def _write_spill(self, snap: _Snapshot, state: Mapping[str, Any]) -> Path:
+        """Save ``state`` (a waiting snapshot's) under ``spill_dir``; returns the file."""
+        from causal_widgets.files import atomic_torch_save
+
+        assert self.spill_dir is not None
+        if snap.event is not None:
+            snap.event.synchronize()  # the clone on the training stream must be complete
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        path = (self.spill_dir / f"epoch_{snap.epoch:09d}.pt").resolve()
+        atomic_torch_save(dict(state), path)
+        return path
+
+    def _spill_one(self) -> bool:
+        """The spill thread's step: write one queued snapshot to disk and free its
+        memory, unless the worker took it meanwhile. ``False`` when nothing is left."""
+        with self._cond:
+            if not self._to_spill:
+                self._spiller = None
+                self._cond.notify_all()
+                return False
+            snap = self._to_spill.popleft()
+            state = snap.state if any(sn is snap for sn in self._queue) else None
+        path = None
+        try:
+            if state is not None:
+                path = self._write_spill(snap, state)
+        except Exception as err:  # noqa: BLE001 - it stays in memory, and is measured
+            self.history.add_error(snap.epoch, None, "could not spill the snapshot to "
+                                   f"{self.spill_dir}: {type(err).__name__}: {err}; it is "
+                                   "kept in memory (over max_pending_bytes)")
+        with self._cond:
+            snap.spilling = False
+            if path is not None and any(sn is snap for sn in self._queue):
+                snap.state, snap.path = None, path
+                self.history.add_pending(snap.epoch, spilled=path)
+            elif path is not None:
+                path.unlink(missing_ok=True)  # being measured from memory already
+        return True
+
+    def _join_spiller(self, timeout: float | None = None) -> None:
+        """Wait until the spill thread has written everything handed to it."""
+        spiller = self._spiller
+        if spiller is not None and spiller is not threading.current_thread():
+            spiller.join(timeout)
+
+    def _spill_locked(self, snap: _Snapshot) -> None:
+        """Save a waiting snapshot's state to ``spill_dir`` and free its memory, now (at
+        close; while recording, the spill thread does it)."""
+        assert snap.state is not None
+        path = self._write_spill(snap, snap.state)
+        snap.state, snap.path = None, path
+        self._pending_bytes -= snap.nbytes
+        snap.nbytes = 0
+        self.history.add_pending(snap.epoch, spilled=path)
 
     # ------------------------------------------------------------------ control
     def wait(self, timeout: float | None = None) -> None:
@@ -727,22 +960,76 @@ class Monitor:
                 self._cond.wait(_IDLE_POLL_S if remaining is None else min(remaining,
                                                                             _IDLE_POLL_S))
 
-    def close(self, *, wait: bool = False, timeout: float | None = None) -> None:
-        """Stop the worker. Queued snapshots are discarded (``wait=True`` measures them first);
-        a layer being measured is finished, the rest of its snapshot is skipped."""
-        if wait and not self._stop:
+    def close(self, finish: bool | None = None, *, wait: bool | None = None,
+              timeout: float | None = None) -> None:
+        """Stop the worker; no recorded epoch vanishes without a trace.
+
+        ``finish=True`` measures the whole backlog first (as :meth:`wait`, with
+        ``timeout``). ``finish=False`` (the default) stops promptly: a layer being measured
+        is finished, and every epoch not fully measured stays listed in
+        ``history.pending()``. With a ``spill_dir`` (or ``autosave``) their snapshots are
+        saved there first (``history.spilled()``), so a new Monitor given
+        ``history=History.load(autosave)`` measures them; without one only the record
+        that they are unmeasured remains. ``wait=`` is the former name of ``finish=``.
+        """
+        if finish is None:
+            finish = bool(wait)
+        if finish and not self._stop:
             self.wait(timeout)
         with self._cond:
-            self._stop = True
-            self._queue.clear()
+            was_stopped, self._stop = self._stop, True
             self._cond.notify_all()
         # close() may come from the monitor's own threads (an on_update callback): the
         # dispatcher waits for the measuring thread, so neither may wait for it here
         if threading.current_thread() not in (self._thread, self._task_thread):
             self._thread.join(timeout)
+        if not was_stopped:
+            self._join_spiller()
+            self._keep_backlog()
         if self._owns_executor:
             self._executor.shutdown(wait=False, cancel=True)
         self._notify()
+
+    def _keep_backlog(self) -> None:
+        """At close: the waiting snapshots go to ``spill_dir`` (when there is one) and the
+        history, with its pending epochs, is autosaved."""
+        with self._cond:
+            waiting = list(self._queue)
+            self._queue.clear()
+            self._pending_bytes = 0
+            if self.spill_dir is not None:
+                for snap in waiting:
+                    if snap.state is not None:
+                        try:
+                            self._spill_locked(snap)
+                        except Exception as err:  # noqa: BLE001 - still listed as pending
+                            self.history.add_error(
+                                snap.epoch, None, f"could not keep the snapshot on disk at "
+                                f"close: {type(err).__name__}: {err}")
+            for snap in waiting:
+                snap.state = None
+        if waiting:
+            self._save(waiting[-1].epoch)
+
+    def _pending_message(self) -> str | None:
+        """What a script ending with unmeasured epochs is told (None: nothing pending)."""
+        pending = self.history.pending()
+        if not pending:
+            return None
+        spilled = self.history.spilled()
+        shown = ", ".join(map(str, pending[:10])) + (" ..." if len(pending) > 10 else "")
+        if self._autosave is not None and len(spilled) == len(pending):
+            how = (f"their snapshots are in {self.spill_dir}; to measure them: "
+                   f"Monitor(model, example_input, history=History.load({str(self._autosave)!r}),"
+                   f" autosave={str(self._autosave)!r}).wait()")
+        elif self._autosave is not None:
+            how = (f"they are listed as pending in the history saved at {self._autosave}; "
+                   f"{len(pending) - len(spilled)} of them have no saved snapshot")
+        else:
+            how = ("their snapshots were in memory only; call wait() (or close(finish=True)) "
+                   "before the end, or pass autosave=DIR to keep the backlog on disk")
+        return (f"causal_widgets Monitor: {len(pending)} recorded epoch(s) not measured "
+                f"(epochs {shown}): {how}.")
 
     @property
     def closed(self) -> bool:
@@ -806,11 +1093,28 @@ class Monitor:
                 )
 
     def _next(self) -> _Snapshot | None:
-        """Pop the next snapshot (marks it running); ``None`` if none is waiting."""
+        """Take the next snapshot (marks it running); ``None`` if none is waiting.
+
+        The newest first, then the backlog coarse-to-fine (live.backlog.next_epoch).
+        """
         with self._cond:
             if self._stop or not self._queue:
                 return None
-            snap = self._queue.popleft()
+            # a model whose structure changed: every snapshot of the older structure first
+            # (the private model holds one structure at a time), then the newer ones
+            generation = min(sn.generation for sn in self._queue)
+            epoch = next_epoch((sn.epoch for sn in self._queue
+                                if sn.generation == generation), self._started)
+            snap = next(sn for sn in self._queue if sn.epoch == epoch)
+            if generation != self._loaded_generation:
+                snap.model = self._structures.get(generation)
+                for g in [g for g in self._structures if g <= generation]:
+                    del self._structures[g]
+                self._loaded_generation = generation
+            self._queue.remove(snap)
+            self._pending_bytes -= snap.nbytes
+            snap.nbytes = 0  # no longer waiting: out of the budget
+            self._started.add(epoch)
             self._active.add(snap.epoch)
             return snap
 
@@ -820,13 +1124,15 @@ class Monitor:
             self._n_done += 1
             self._cond.notify_all()
 
-    def _measure_here(self, snap: _Snapshot) -> None:
+    def _measure_here(self, snap: _Snapshot) -> str | None:
         """The task a ThreadExecutor runs: measure one snapshot in this process.
 
         On the private model (traced once, on the caller's thread, so this thread never
         traces) and its CUDA stream, layer by layer: each result goes into the history as
         soon as it is done; between layers the task stops if the monitor was closed and
         keeps to the duty cycle. Every failure becomes an error entry, nothing escapes.
+        Returns ``_STOPPED`` when close() stopped it before its last layer (the epoch then
+        stays pending, its state spilled when there is a ``spill_dir``), else ``None``.
         """
         self._task_thread = threading.current_thread()
         epoch = snap.epoch
@@ -839,10 +1145,11 @@ class Monitor:
                 self._load(snap)
                 layers = self._discover(epoch)
                 if layers is None:
-                    return
+                    return None
                 for name, layer, problem in layers:
                     if self._stop:
-                        return
+                        self._keep_stopped(snap)
+                        return _STOPPED  # the epoch stays pending in the history
                     if problem is not None:
                         self.history.add_error(epoch, name, problem)
                         self._notify()
@@ -865,6 +1172,19 @@ class Monitor:
         finally:
             snap.state = None  # free the snapshot's memory now, not at the next one
             self._task_thread = None
+        return None
+
+    def _keep_stopped(self, snap: _Snapshot) -> None:
+        """A snapshot stopped by close() mid-way: its state to ``spill_dir`` (if there is
+        one and it is not there already), so the epoch can still be measured later."""
+        if self.spill_dir is None or snap.path is not None or snap.state is None:
+            return
+        try:
+            with self._cond:
+                self._spill_locked(snap)
+        except Exception as err:  # noqa: BLE001 - the epoch stays listed as pending
+            self.history.add_error(snap.epoch, None, "could not keep the snapshot on disk "
+                                   f"at close: {type(err).__name__}: {err}")
 
     def _save(self, epoch: int) -> None:
         if self._autosave is not None:
@@ -883,6 +1203,8 @@ class Monitor:
         if snap.model is not None:
             self._model = snap.model
             snap.model = None
+        if snap.path is not None:
+            snap.state = _read_spilled(snap.path, self.device)
         if snap.state is not None:
             if self._stream is not None:
                 for t in snap.state.values():
@@ -937,6 +1259,8 @@ class Monitor:
             put = getattr(self._executor, "put", None)
             self._template_ref = put(self._model) if put is not None else self._model
         state = None
+        if snap.path is not None:
+            snap.state = _read_spilled(snap.path, torch.device("cpu"))
         if snap.state is not None:
             state = {k: v.cpu() if isinstance(v, torch.Tensor) else v
                      for k, v in snap.state.items()}
@@ -948,16 +1272,29 @@ class Monitor:
         )
 
     def _settle(self, epoch: int, future: cf.Future) -> None:
-        """A finished task: its results (or why it failed) into the history, saved, done."""
+        """A finished task: its results (or why it failed) into the history, saved, done.
+
+        The epoch leaves the history's pending list unless its task stopped early (a
+        close() mid-snapshot): then it stays pending, with its spilled file if any.
+        """
         try:
-            self._collect(epoch, future)
+            if self._collect(epoch, future) is not _STOPPED:
+                self._done_with(epoch)
             self._save(epoch)
         finally:
             self._finish(epoch)
             self._notify()
 
-    def _collect(self, epoch: int, future: cf.Future) -> None:
-        """Put one finished task's results (or why it failed) into the history."""
+    def _done_with(self, epoch: int) -> None:
+        """The snapshot of ``epoch`` is measured (or failed): no longer pending."""
+        file = self.history.spilled().get(epoch)
+        self.history.remove_pending(epoch)
+        if file is not None:
+            Path(file).unlink(missing_ok=True)
+
+    def _collect(self, epoch: int, future: cf.Future) -> str | None:
+        """Put one finished task's results (or why it failed) into the history;
+        returns ``_STOPPED`` when the task stopped early."""
         try:
             out = future.result()
         except Exception as err:  # noqa: BLE001 - a lost task is reported, not fatal
@@ -969,12 +1306,12 @@ class Monitor:
                 epoch, None, f"the measurement task for epoch {epoch} failed: {why}: "
                 f"{type(err).__name__}: {err}"
             )
-            return
-        if out is None:  # measured here: the results are in the history already
-            return
+            return None
+        if out is None or out is _STOPPED:  # measured here: results are in the history
+            return out
         if out["error"] is not None:
             self.history.add_error(epoch, None, out["error"])
-            return
+            return None
         if self._reference is None and out["layers"] is not None:
             self._set_reference(out["layers"])
         for name, result, problem in out["entries"]:
@@ -984,6 +1321,7 @@ class Monitor:
                 self.history.add_result(epoch, name, result)
                 with self._cond:
                     self._n_measured += 1
+        return None
 
     def _stop_tasks(self, in_flight: Mapping[cf.Future, int]) -> None:
         """close(): cancel what has not started; what has finished is still collected."""
@@ -1012,6 +1350,46 @@ class Monitor:
 
     def _measure(self, layer: Any) -> Any:
         return _layer_measurer(self._measure_fn, self._call_kwargs, self.device)(layer)
+
+
+#: every Monitor not yet closed: stopped at interpreter exit (see _close_at_exit)
+_LIVE_MONITORS: weakref.WeakSet[Monitor] = weakref.WeakSet()
+
+
+def _close_at_exit() -> None:
+    """At interpreter exit, stop every open Monitor and join its threads.
+
+    Why: the measuring thread is a daemon thread, usually inside a torch op. Left running
+    while the interpreter finalises, torch's C++ thread pool is destroyed under it and the
+    process aborts ("terminate called without an active exception", exit status 134)
+    instead of exiting with the script's own status (0, 1, or 130 after Ctrl-C). Joined
+    here, the worker finishes its current layer and stops; what was not measured stays
+    pending in the history (spilled and autosaved when there is a directory), and stderr
+    says how to finish it.
+    """
+    for mon in list(_LIVE_MONITORS):
+        try:
+            if mon.closed:
+                continue
+            mon.close(finish=False)
+            message = mon._pending_message()
+            if message is not None:
+                print(message, file=sys.stderr, flush=True)
+        except BaseException:  # noqa: BLE001 - one monitor must not keep the others running
+            continue
+
+
+atexit.register(_close_at_exit)
+
+
+def _spill_main(ref: weakref.ref, cond: threading.Condition) -> None:
+    """The spill thread: write the snapshots handed to it, then end (a new one starts
+    when more come). Holds the Monitor only while writing one."""
+    while True:
+        mon = ref()
+        if mon is None or not mon._spill_one():
+            return
+        del mon
 
 
 def _wait_for_work(cond: threading.Condition, queue: deque) -> None:

@@ -5,7 +5,8 @@ A :class:`History` collects, per measured ``(epoch, layer)``, the tidy rows of a
 the layer's edge matrices (``EI_parts`` terms ``E[i, j] = I(X_i; Y_j)`` and sensitivity
 terms ``S[i, j]``, bits, shape ``(n_in, n_out)``) and node contributions, plus the
 scalars recorded at every epoch (loss, accuracy, ...; measured or not), errors, and the
-epochs whose snapshots were dropped as stale.
+epochs whose snapshots were dropped as stale, and the epochs still pending (recorded, not
+measured yet; with the file of a snapshot spilled to disk).
 
 Every method takes one lock, so the background :class:`~causal_widgets.live.monitor.Monitor`
 worker can add results while the notebook (or the dashboard) reads them. Readers get
@@ -19,7 +20,8 @@ On disk a history is a directory::
                        row-major float64): one row per matrix, so a history with many
                        layers stays one file and loads column-wise
     nodes.parquet      epoch, layer + the LayerResult's node table (side, node, ei, ...)
-    meta.json          format version, package version, settings, layers, errors, dropped
+    meta.json          format version, package version, settings, layers, errors, dropped,
+                       pending (epoch + spilled snapshot file or null)
 
 :meth:`History.save` writes into a temporary sibling directory and swaps it into place
 with two renames, so a kill during a save leaves either the old or the new history (and
@@ -39,6 +41,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -58,7 +61,7 @@ import pyarrow.parquet as pq
 from causal_widgets.checks import is_int
 
 # the columns of the tidy frame, in order: the schema's one owner is engine.tidy
-from causal_widgets.engine.tidy import TIDY_COLUMNS
+from causal_widgets.engine.tidy import TIDY_COLUMNS, status_from_method
 from causal_widgets.jsonable import to_jsonable
 
 FORMAT_VERSION = 1
@@ -108,15 +111,35 @@ def _check_scalars(scalars: Mapping[str, Any]) -> dict[str, float]:
                 f"scalar name {key!r} clashes with a column of the results table: "
                 f"rename it (e.g. {key + '_'!r})."
             )
-        try:
-            if hasattr(value, "item"):
-                value = value.item()
-            out[str(key)] = float(value)
-        except (TypeError, ValueError) as err:
-            raise TypeError(
-                f"scalar {key!r} must be a number (e.g. loss=loss.item()); got {value!r}."
-            ) from err
+        out[str(key)] = _scalar(key, value)
     return out
+
+
+def _scalar(key: str, value: Any) -> float:
+    """One recorded scalar as a float, or a ``TypeError`` naming ``key`` and the fix."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"scalar {key!r} must be a number; got the text {value!r}: pass the number "
+            f"itself (e.g. {key}={key}.item() for a one-element tensor)."
+        )
+    shape = getattr(value, "shape", None)
+    if shape is not None and math.prod(tuple(shape)) != 1:
+        # a batch of values (per-class accuracy, per-sample loss): one number per name
+        raise TypeError(
+            f"scalar {key!r} must be one number; got a {type(value).__name__} of shape "
+            f"{tuple(shape)} ({math.prod(tuple(shape))} elements): reduce it first, e.g. "
+            f"{key}={key}.mean().item(), or record each element under its own name "
+            f"({key}_0=..., {key}_1=...)."
+        )
+    try:
+        if hasattr(value, "item"):
+            value = value.item()
+        return float(value)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
+        raise TypeError(
+            f"scalar {key!r} must be a number (e.g. {key}={key}.item()); got {value!r} "
+            f"({type(err).__name__}: {err})."
+        ) from err
 
 
 def _is_seq(v: Any) -> bool:
@@ -143,6 +166,9 @@ class History:
         self._layers: list[dict[str, Any]] = []
         self._errors: list[dict[str, Any]] = []
         self._dropped: list[int] = []
+        # recorded epochs whose snapshot is not measured yet: epoch -> the file the snapshot
+        # was spilled to (a path string) or None (it is in memory, or was lost at a close)
+        self._pending: dict[int, str | None] = {}
         self.settings: dict[str, Any] = dict(settings or {})
         self._revision = 0
         # results_revision moves only when results, errors, drops or layers change (not on
@@ -228,6 +254,21 @@ class History:
             self._dropped.append(epoch)
             self._touch()
 
+    def add_pending(self, epoch: int, spilled: str | os.PathLike | None = None) -> None:
+        """Record that the snapshot of ``epoch`` waits to be measured (``spilled``: the file
+        it was saved to, when it is not kept in memory)."""
+        epoch = _check_epoch(epoch)
+        with self._lock:
+            self._pending[epoch] = None if spilled is None else str(spilled)
+            # not a result: the dashboard's status line moves, its plane does not
+            self._touch(results=False)
+
+    def remove_pending(self, epoch: int) -> None:
+        """The snapshot of ``epoch`` is no longer waiting (measured, failed or dropped)."""
+        with self._lock:
+            if self._pending.pop(int(epoch), False) is not False:
+                self._touch(results=False)
+
     def set_layers(self, layers: Iterable[Mapping[str, Any]]) -> None:
         """Set the measured layers: dicts with at least ``name, n_in, n_out, kind``."""
         clean = []
@@ -259,8 +300,9 @@ class History:
     def frame(self) -> pd.DataFrame:
         """The tidy results: one row per (epoch, layer, metric) + the epoch's recorded scalars.
 
-        Columns: ``epoch`` then ``layer, metric, value, ci_low, ci_high, method, samples,
-        in_bins, out_bins, in_range, out_range, seed, version`` (and any further columns
+        Columns: ``epoch`` then ``layer, metric, value, ci_low, ci_high, status, method,
+        samples, in_bins, out_bins, in_range, out_range, seed, version`` (rows of histories
+        written before ``status`` existed get it from ``method``; any further columns
         the results carry), then one column per recorded scalar. Sorted by epoch, then in
         the order the layers were measured.
         """
@@ -283,6 +325,13 @@ class History:
         else:
             df = pd.DataFrame({c: pd.Series(dtype=object) for c in TIDY_COLUMNS})
             df["epoch"] = pd.Series(dtype="int64")
+        for col in TIDY_COLUMNS:  # rows of earlier versions lack the newer columns
+            if col not in df.columns:
+                df[col] = None
+        df["status"] = df["status"].astype(object)  # as method: plain str, however read
+        unknown = df["status"].isna()
+        if unknown.any():  # written before statuses existed: exact or estimate
+            df.loc[unknown, "status"] = df.loc[unknown, "method"].map(status_from_method)
         cols = ["epoch"] + TIDY_COLUMNS + [c for c in df.columns if c not in TIDY_COLUMNS
                                           and c != "epoch"]
         df = df[cols]
@@ -333,6 +382,17 @@ class History:
         with self._lock:
             return list(self._dropped)
 
+    def pending(self) -> list[int]:
+        """Sorted epochs recorded for measurement whose snapshot is not measured yet."""
+        with self._lock:
+            return sorted(self._pending)
+
+    def spilled(self) -> dict[int, str]:
+        """``epoch -> file`` of the pending snapshots saved to disk (a backlog that a new
+        Monitor with ``history=History.load(path)`` can finish)."""
+        with self._lock:
+            return {e: p for e, p in sorted(self._pending.items()) if p is not None}
+
     def epochs(self) -> list[int]:
         """Sorted epochs with at least one measured layer."""
         with self._lock:
@@ -358,7 +418,7 @@ class History:
             return (
                 f"History({len(self._layers)} layers, {len(self.epochs())} measured epochs, "
                 f"{len(self._scalars)} recorded, {len(self._errors)} errors, "
-                f"{len(self._dropped)} dropped)"
+                f"{len(self._dropped)} dropped, {len(self._pending)} pending)"
             )
 
     # ------------------------------------------------------------------ disk
@@ -381,25 +441,47 @@ class History:
                 "layers": to_jsonable(self._layers),
                 "errors": to_jsonable(self._errors),
                 "dropped": list(self._dropped),
+                "pending": [{"epoch": e, "spilled": p} for e, p in sorted(self._pending.items())],
                 "layer_order": [k[1] for k in self._results],
             }
         parent = path.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX + path.name + "-", dir=parent))
+        tmp: Path | None = None
         try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX + path.name + "-", dir=parent))
             frame, tuple_cols = _encode_sequences(frame)
             meta["tuple_columns"] = tuple_cols
             frame.to_parquet(tmp / "results.parquet", index=False)
             scalars.to_parquet(tmp / "scalars.parquet", index=False)
-            pq.write_table(_matrices_table(mats), tmp / "matrices.parquet")
-            _nodes_frame(mats).to_parquet(tmp / "nodes.parquet", index=False)
+            matrices = _matrices_table(mats)
+            pq.write_table(matrices, tmp / "matrices.parquet")
+            nodes = _nodes_frame(mats)
+            nodes.to_parquet(tmp / "nodes.parquet", index=False)
+            # what load() checks the files against: a truncated or swapped file is refused
+            # instead of loading as a shorter history
+            rows = {"results.parquet": len(frame), "scalars.parquet": len(scalars),
+                    "matrices.parquet": matrices.num_rows, "nodes.parquet": len(nodes)}
+            meta["files"] = {name: {"rows": int(n), "sha256": _sha256(tmp / name)}
+                             for name, n in rows.items()}
             with open(tmp / "meta.json", "w", encoding="utf-8") as fh:
                 json.dump(meta, fh, indent=1)
                 fh.flush()
                 os.fsync(fh.fileno())
             _swap_into_place(tmp, path)
+        except OSError as err:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            # the error names the temporary sibling (or the parent); the caller asked for
+            # ``path``: say that, keeping the class (PermissionError stays PermissionError)
+            raise type(err)(
+                f"could not save the history to {str(path)!r}: "
+                f"{err.strerror or err}. History.save writes a temporary folder next to "
+                f"it first, so {str(parent)!r} must be a folder you can write to; pass a "
+                "path there (e.g. runs/history)."
+            ) from err
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         return path
 
@@ -441,20 +523,24 @@ class History:
                     f"format version {meta.get('format_version')} is newer than this "
                     f"causal_widgets understands ({FORMAT_VERSION}): upgrade causal_widgets"
                 )
-            results = pd.read_parquet(path / "results.parquet")
-            scalars = pd.read_parquet(path / "scalars.parquet")
-            matrices = pd.read_parquet(path / "matrices.parquet")
-            nodes = pd.read_parquet(path / "nodes.parquet")
+            tables = {name: pd.read_parquet(path / name) for name in HISTORY_FILES}
         except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
             raise ValueError(
                 f"could not read the history at {str(path)!r}: {err}. The directory is "
                 "damaged or not written by History.save()."
             ) from err
+        # one place checks what was read: columns, dtypes, row counts, checksums
+        tables = check_history_files(path, meta, tables)
+        results, scalars = tables["results.parquet"], tables["scalars.parquet"]
+        matrices, nodes = tables["matrices.parquet"], tables["nodes.parquet"]
 
         h = cls(settings=_read_old_settings(meta.get("settings") or {}))
         h._layers = list(meta.get("layers") or [])
         h._errors = list(meta.get("errors") or [])
         h._dropped = [int(e) for e in meta.get("dropped") or []]
+        # histories saved before pending epochs were kept have none
+        h._pending = {int(d["epoch"]): (None if d.get("spilled") is None else str(d["spilled"]))
+                      for d in meta.get("pending") or []}
         results = _decode_sequences(results, meta.get("tuple_columns") or [])
         scalar_names = [c for c in scalars.columns if c != "epoch"]
         for row in scalars.itertuples(index=False):
@@ -499,6 +585,139 @@ class History:
         if p.exists() or p.with_name(p.name + _BACKUP_SUFFIX).exists():
             return cls.load(p)
         return cls(settings=settings)
+
+
+# ---------------------------------------------------------------------- checking a load
+#: the files of a saved history (besides meta.json), in the order save() writes them
+HISTORY_FILES = ("results.parquet", "scalars.parquet", "matrices.parquet", "nodes.parquet")
+
+#: per file, the columns a history needs and what each holds: "int" (no missing values),
+#: "text", "number" (missing allowed: NaN / None), "list" (a list per row). Columns not
+#: named here are free (a result's extra columns, node metrics), except that every
+#: scalar column (in scalars.parquet, and joined into results.parquet) is a "number".
+HISTORY_SCHEMA: dict[str, dict[str, str]] = {
+    "results.parquet": {"epoch": "int", "layer": "text", "metric": "text", "value": "number"},
+    "scalars.parquet": {"epoch": "int"},
+    "matrices.parquet": {"epoch": "int", "layer": "text", "kind": "text", "shape": "list",
+                         "values": "list"},
+    "nodes.parquet": {"epoch": "int", "layer": "text"},
+}
+# typed when present (histories of every version have them, but only these are read)
+_OPTIONAL_NUMBERS = ("ci_low", "ci_high")
+
+_KIND_WORDS = {"int": "integers", "text": "text", "number": "numbers",
+               "list": "a list per row"}
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _column_problem(col: pd.Series, kind: str) -> str | None:
+    """What is wrong with ``col`` for ``kind`` (see HISTORY_SCHEMA), or None."""
+    if len(col) == 0:
+        return None  # an empty table's columns carry no values to be wrong
+    inferred = pd.api.types.infer_dtype(col, skipna=True)
+    if kind == "int":
+        if col.isna().any():
+            return f"{int(col.isna().sum())} missing value(s)"
+        ok = pd.api.types.is_integer_dtype(col) and not pd.api.types.is_bool_dtype(col)
+        return None if ok else f"{inferred} values (dtype {col.dtype})"
+    if kind == "text":
+        if col.isna().any():
+            return f"{int(col.isna().sum())} missing value(s)"
+        return None if inferred == "string" else f"{inferred} values (dtype {col.dtype})"
+    if kind == "number":
+        if pd.api.types.is_bool_dtype(col):
+            return f"booleans (dtype {col.dtype})"
+        if pd.api.types.is_numeric_dtype(col) or inferred == "empty":
+            return None
+        ok = inferred in ("floating", "integer", "mixed-integer-float", "decimal")
+        return None if ok else f"{inferred} values (dtype {col.dtype})"
+    bad = [v for v in col if not isinstance(v, (list, tuple, np.ndarray))]
+    return None if not bad else f"{type(bad[0]).__name__} values such as {bad[0]!r}"
+
+
+def check_history_files(
+    path: Path, meta: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]
+) -> dict[str, pd.DataFrame]:
+    """The one check of a loaded history: every file's columns and their dtypes
+    (:data:`HISTORY_SCHEMA`), each matrix's size against its shape, and, where meta.json
+    records them (histories saved since they were added), each file's row count and
+    SHA-256. Raises ``ValueError`` naming the file, the column or row, what is wrong and
+    what to do; returns the tables with numeric columns as float64.
+    """
+    redo = ("re-save the history from its run (History.save / CausalDashboard.save) or "
+            "load an intact copy")
+    scalar_names = [c for c in tables["scalars.parquet"].columns if c != "epoch"]
+    out: dict[str, pd.DataFrame] = {}
+    for name in HISTORY_FILES:
+        df = tables[name]
+        where = str(path / name)
+        schema = dict(HISTORY_SCHEMA[name])
+        if name in ("results.parquet", "scalars.parquet"):
+            schema.update({c: "number" for c in scalar_names if c in df.columns})
+        if name == "results.parquet":
+            schema.update({c: "number" for c in _OPTIONAL_NUMBERS if c in df.columns})
+        missing = [c for c in HISTORY_SCHEMA[name] if c not in df.columns]
+        if missing and not (name == "nodes.parquet" and len(df) == 0):
+            raise ValueError(
+                f"{where}: column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(map(repr, missing))} missing (it has "
+                f"{', '.join(map(repr, df.columns)) or 'no columns'}): the file was not "
+                f"written by History.save() or was changed since; {redo}."
+            )
+        for col, kind in schema.items():
+            if col not in df.columns:
+                continue
+            problem = _column_problem(df[col], kind)
+            if problem is not None:
+                raise ValueError(
+                    f"{where}: column {col!r} must hold {_KIND_WORDS[kind]} but holds "
+                    f"{problem}: the file was changed after saving or not written by "
+                    f"History.save(); {redo}."
+                )
+        recorded = (meta.get("files") or {}).get(name)
+        if recorded is not None:
+            if int(recorded.get("rows", len(df))) != len(df):
+                rows = int(recorded["rows"])
+                what = "rows are missing" if len(df) < rows else "rows were added"
+                raise ValueError(
+                    f"{where} has {len(df)} rows but meta.json records {rows}: {what} "
+                    f"(the file was truncated or replaced after History.save wrote it); "
+                    f"{redo}."
+                )
+            digest = recorded.get("sha256")
+            if digest is not None and _sha256(path / name) != digest:
+                raise ValueError(
+                    f"{where} does not match the SHA-256 meta.json records for it: the "
+                    f"file changed after History.save wrote it; {redo}. If you edited it "
+                    "on purpose, delete its entry under \"files\" in meta.json to load it "
+                    "unchecked."
+                )
+        df = df.copy()
+        for col, kind in schema.items():
+            if kind == "number" and col in df.columns:
+                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+        out[name] = df
+    for row in out["matrices.parquet"].itertuples(index=False):
+        at = f"{path / 'matrices.parquet'} (epoch {row.epoch}, layer {row.layer!r})"
+        if row.kind not in MATRIX_KINDS:
+            raise ValueError(
+                f"{at}: kind {row.kind!r} is not one of {', '.join(map(repr, MATRIX_KINDS))}; "
+                f"{redo}."
+            )
+        shape = [int(s) for s in row.shape]
+        if math.prod(shape) != len(row.values):
+            raise ValueError(
+                f"{at}: the {row.kind} matrix has {len(row.values)} values but shape "
+                f"{tuple(shape)} needs {math.prod(shape)}; {redo}."
+            )
+    return out
 
 
 # ---------------------------------------------------------------------- helpers

@@ -6,11 +6,18 @@ then flow through the graph node by node:
 * ``Linear`` / ``Conv``: exact interval bound of ``W x + b`` for ``x in [lo, hi]^n``
   (:func:`causal_widgets.engine.layer.linear_bounds`):
   ``z_hi = max_j (sum_k max(w_jk lo, w_jk hi) + b_j)``, ``z_lo`` likewise with ``min``;
+* ``nn.TransformerEncoder(Layer)`` -> its sublayers' bounds in turn
+  (:mod:`~causal_widgets.network.transformer`);
+* LayerNorm -> ``beta -+ |gamma| sqrt(d - 1)`` (:mod:`~causal_widgets.network.layer_norm`);
+  softmax over the features of ``m`` values in ``[lo, hi]`` ->
+  ``[1/(1 + (m-1) e^(hi-lo)), 1/(1 + (m-1) e^(lo-hi))]``;
 * sigmoid -> ``(0, 1)`` and tanh -> ``(-1, 1)`` (the activation's natural range, which is
   the paper's intervention range), relu/leaky_relu/identity -> the activation applied to
   the bound, other activations -> their min/max over ``[lo, hi]`` on a fine grid;
 * pooling, dropout, reshapes keep the range; ``add``/``sub``/``mul`` use interval
-  arithmetic; BatchNorm in eval mode is a per-channel affine map.
+  arithmetic; BatchNorm in eval mode is a per-channel affine map (directly after a
+  Linear/Conv: the exact bound of the folded layer, see
+  :mod:`~causal_widgets.network.norm_folding`); ``mean`` keeps the range.
 
 Where no rule applies, the range observed on the example batch is used, and the node is
 marked as observed (so are the nodes computed from it).
@@ -23,6 +30,7 @@ transparent (keep their input's value set), and which nodes are elementwise acti
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import operator
 from collections.abc import Callable
@@ -36,7 +44,15 @@ from torch import nn
 
 from causal_widgets.engine.binning import Range
 from causal_widgets.engine.layer import Activation, activation_of, dense_weight, linear_bounds
+from causal_widgets.network.grid_range import grid_range
+from causal_widgets.network.layer_norm import layer_norm_bounds
+from causal_widgets.network.norm_folding import (
+    batchnorm_affine,
+    fold_batchnorm,
+    foldable_batchnorm,
+)
 from causal_widgets.network.tracing import _Net
+from causal_widgets.network.transformer import TRANSFORMER_MODULES, encoder_bounds
 
 _POOL_MODULES = (
     nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d,
@@ -53,12 +69,13 @@ _TRANSPARENT_FUNCS = {
     torch.transpose, torch.clone, F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout,
     F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d,
     F.adaptive_avg_pool2d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, operator.getitem,
-    torch.detach,
+    torch.detach, torch.mean,
 }
 _TRANSPARENT_METHODS = {
     "view", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
     "contiguous", "clone", "detach", "float", "double", "to", "__getitem__", "view_as",
     "reshape_as", "expand", "expand_as", "t",
+    "mean",  # an average of values in [lo, hi] lies in [lo, hi]
 }
 # functional activations understood exactly (kind) or sampled ("other")
 _ACT_FUNCS: dict[Callable, str] = {
@@ -75,7 +92,6 @@ _ACT_METHODS = {
     "sigmoid": "sigmoid", "sigmoid_": "sigmoid", "tanh": "tanh", "tanh_": "tanh",
     "relu": "relu", "relu_": "relu",
 }
-_GRID = 4097
 
 
 # --------------------------------------------------------------------------- activations
@@ -88,6 +104,41 @@ class _Act:
     activation: Activation
     apply: Callable[[torch.Tensor], torch.Tensor]
     desc: str
+    # not elementwise (softmax over the features): a sound output interval from the input
+    # interval, used instead of the elementwise grid search
+    bounds: Callable[[float, float], Range] | None = None
+
+
+def _softmax_bounds(m: int) -> Callable[[float, float], Range]:
+    """Softmax over ``m`` features each in ``[lo, hi]``: ``y_j`` is smallest when ``z_j = lo``
+    and every other ``z = hi``, largest in the opposite case."""
+
+    def bounds(lo: float, hi: float) -> Range:
+        w = hi - lo
+        if not math.isfinite(w):
+            return 0.0, 1.0
+        # e^lo / (e^lo + (m-1) e^hi) = 1 / (1 + (m-1) e^w), and symmetrically
+        small = 1.0 / (1.0 + (m - 1) * math.exp(min(w, 700.0)))
+        big = 1.0 / (1.0 + (m - 1) * math.exp(-min(w, 700.0)))
+        return max(0.0, small - 1e-12), min(1.0, big + 1e-12)
+
+    return bounds
+
+
+def _softmax_act(net: _Net, n: fx.Node, dim) -> _Act | None:
+    """Softmax over the last (feature) dimension is a per-position activation; any other
+    dimension mixes positions and is not."""
+    info = net.info.get(n)
+    if info is None or not isinstance(dim, int):
+        return None
+    rank = len(info.shape) + 1  # with the batch dimension
+    if dim not in (-1, rank - 1):
+        return None
+    return _Act(
+        Activation("other"), functools.partial(torch.softmax, dim=-1),
+        f"{n.target if n.op == 'call_module' else 'softmax'} (softmax over the features)",
+        _softmax_bounds(info.shape[-1]),
+    )
 
 
 def _const(a) -> bool:
@@ -102,6 +153,8 @@ def _act_of(net: _Net, n: fx.Node) -> _Act | None:
         mod = net.modules.get(n.target)
         if mod is None or isinstance(mod, nn.Identity):
             return None
+        if isinstance(mod, nn.Softmax):
+            return _softmax_act(net, n, mod.dim)
         act = activation_of(mod)
         if act is None:
             return None
@@ -115,6 +168,13 @@ def _act_of(net: _Net, n: fx.Node) -> _Act | None:
         return None
     args = tuple(n.args[1:])
     kwargs = {k: v for k, v in n.kwargs.items() if k != "inplace"}
+    is_softmax = (n.op == "call_function" and n.target in (torch.softmax, F.softmax)) or (
+        n.op == "call_method" and n.target == "softmax"
+    )
+    if is_softmax:
+        if set(kwargs) - {"dim"}:
+            return None  # a dtype or _stacklevel argument: leave it to the observed range
+        return _softmax_act(net, n, args[0] if args else kwargs.get("dim"))
     if n.op == "call_function":
         try:
             kind = _ACT_FUNCS.get(n.target)
@@ -132,18 +192,26 @@ def _act_of(net: _Net, n: fx.Node) -> _Act | None:
         else:
             act = Activation(kind)
 
-        def apply(t, _f=target, _a=args, _k=kwargs):
-            return _f(t, *_a, **_k)
-
-        return _Act(act, apply, f"{name} (functional)")
+        return _Act(act, functools.partial(_call, target, args, kwargs), f"{name} (functional)")
     kind = _ACT_METHODS.get(n.target)
     if kind is None:
         return None
     method = n.target.rstrip("_")
-    return _Act(Activation(kind), lambda t, _m=method: getattr(t, _m)(), f".{method}()")
+    return _Act(Activation(kind), functools.partial(_call_method, method), f".{method}()")
+
+
+# module-level (not closures), so that a layer's function pickles (process executors)
+def _call(fn: Callable, args: tuple, kwargs: dict, t: torch.Tensor) -> torch.Tensor:
+    return fn(t, *args, **kwargs)
+
+
+def _call_method(method: str, t: torch.Tensor) -> torch.Tensor:
+    return getattr(t, method)()
 
 
 def _act_range(a: _Act, lo: float, hi: float) -> Range:
+    if a.bounds is not None:
+        return a.bounds(lo, hi)
     natural = a.activation.natural_range
     if natural is not None:
         return natural
@@ -151,11 +219,7 @@ def _act_range(a: _Act, lo: float, hi: float) -> Range:
         y = a.activation.apply_numpy(np.array([lo, hi]))
         return float(y[0]), float(y[1])
     # any other elementwise function: its min/max over [lo, hi] on a fine grid
-    grid = torch.linspace(lo, hi, _GRID, dtype=torch.float64)
-    with torch.no_grad():
-        y = a.apply(grid).to(torch.float64)
-    pad = 1e-9 * max(1.0, float(y.abs().max()))
-    return float(y.min()) - pad, float(y.max()) + pad
+    return grid_range(a.apply, lo, hi)
 
 
 # --------------------------------------------------------------------------- range propagation
@@ -196,15 +260,15 @@ def _node_range(net: _Net, n: fx.Node, ranges: dict, acts: dict) -> Range | None
             return linear_bounds(dense_weight(mod), mod.bias, r0)
         if isinstance(mod, _POOL_MODULES + _TRANSPARENT_MODULES):
             return r0
+        if isinstance(mod, nn.LayerNorm):
+            return layer_norm_bounds(mod, r0)
+        if isinstance(mod, TRANSFORMER_MODULES) and len(n.args) == 1 and not n.kwargs:
+            return encoder_bounds(mod, r0)
         if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)) and mod.running_var is not None:
-            scale = (mod.running_var + mod.eps).rsqrt()
-            if mod.weight is not None:
-                scale = scale * mod.weight
-            shift = -mod.running_mean * scale
-            if mod.bias is not None:
-                shift = shift + mod.bias
-            s = scale.detach().double()
-            c = shift.detach().double()
+            folded = _folded_bounds(net, n, src, mod, ranges)
+            if folded is not None:  # exact bound of the folded layer: tighter than below
+                return folded
+            s, c = batchnorm_affine(mod)
             lo = torch.minimum(s * r0[0], s * r0[1]) + c
             hi = torch.maximum(s * r0[0], s * r0[1]) + c
             return float(lo.min()), float(hi.max())
@@ -245,6 +309,21 @@ def _node_range(net: _Net, n: fx.Node, ranges: dict, acts: dict) -> Range | None
     return None
 
 
+def _folded_bounds(net: _Net, n: fx.Node, src, bn: nn.Module, ranges: dict) -> Range | None:
+    """Exact bound of ``bn(core(x))`` when ``bn`` folds into the Linear/Conv ``src``."""
+    if not isinstance(src, fx.Node) or src.op != "call_module" or len(src.users) != 1:
+        return None
+    core = net.modules.get(src.target)
+    x = src.args[0] if src.args else None
+    if not isinstance(core, (nn.Linear, nn.Conv1d, nn.Conv2d)) or x not in ranges:
+        return None
+    info = net.info.get(src)
+    if foldable_batchnorm(core, bn, info.shape if info else None) is not None:
+        return None
+    folded = fold_batchnorm(core, bn)
+    return linear_bounds(dense_weight(folded), folded.bias, ranges[x])
+
+
 def getattr_path(obj, target: str):
     """``obj.a.b.c`` for ``target == "a.b.c"``."""
     for part in target.split("."):
@@ -252,8 +331,16 @@ def getattr_path(obj, target: str):
     return obj
 
 
-def _propagate(net: _Net, in_range: Range, acts: dict) -> tuple[dict, set]:
-    """Scalar interval at every node; the set of nodes whose range was only observed."""
+def _propagate(
+    net: _Net, in_range: Range, acts: dict, tighter: dict | None = None
+) -> tuple[dict, set]:
+    """Scalar interval at every node; the set of nodes whose range was only observed.
+
+    ``tighter``: node -> a sound interval found another way (a residual block's
+    per-neuron bound, :mod:`~causal_widgets.network.interval_bounds`); the node's range is
+    the intersection of both, and everything downstream follows from it.
+    """
+    tighter = tighter or {}
     ranges: dict[fx.Node, Range] = {}
     observed: set[fx.Node] = set()
     for n in net.nodes:
@@ -269,6 +356,9 @@ def _propagate(net: _Net, in_range: Range, acts: dict) -> tuple[dict, set]:
             observed.add(n)
         elif r is not None and any(a in observed for a in n.all_input_nodes):
             observed.add(n)
+        if n in tighter:
+            t = tighter[n]
+            r = t if r is None else (max(r[0], t[0]), min(r[1], t[1]))
         if r is not None and all(math.isfinite(v) for v in r):
             ranges[n] = (float(r[0]), float(r[1]))
     return ranges, observed

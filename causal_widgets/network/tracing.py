@@ -141,9 +141,16 @@ def _trace_hooks(model: nn.Module, x: torch.Tensor) -> _Net:
             calls.append((path, inp, out))
         return hook
 
+    # encoder (layers) are hooked whole: in eval mode their fast path never calls their
+    # submodules, and network.transformer splits them by structure instead
+    whole = [p for p, m in model.named_modules()
+             if p and isinstance(m, (nn.TransformerEncoder, nn.TransformerEncoderLayer))]
+    whole = [p for p in whole if not any(p.startswith(q + ".") for q in whole)]
     try:
         for path, m in model.named_modules():
-            if not path or next(m.children(), None) is not None:
+            if any(path.startswith(q + ".") for q in whole):
+                continue  # inside an encoder hooked whole
+            if not path or (next(m.children(), None) is not None and path not in whole):
                 continue  # leaves only: containers are rebuilt from their leaves' calls
             handles.append(m.register_forward_pre_hook(pre(path)))
             handles.append(m.register_forward_hook(post(path)))
@@ -204,6 +211,12 @@ def _trace_hooks(model: nn.Module, x: torch.Tensor) -> _Net:
 
 
 def _trace(model: nn.Module, x: torch.Tensor) -> _Net:
+    """The model as a :class:`_Net`: torch.fx if it can, else forward hooks.
+
+    An example input the model itself does not run on is a ``TypeError`` that says so
+    and carries the model's own exception (chained, and in the message) -- not an fx
+    error, even when fx also failed.
+    """
     try:
         return _trace_fx(model, x)
     except Exception as err:  # noqa: BLE001 - any tracing failure -> hook fallback
@@ -212,9 +225,10 @@ def _trace(model: nn.Module, x: torch.Tensor) -> _Net:
         net = _trace_hooks(model, x)
     except Exception as err:  # noqa: BLE001 - re-raised with both causes named
         raise TypeError(
-            f"could not run the model on example_input of shape {tuple(x.shape)}: {err}. "
-            "Pass an example batch the model accepts (batch dimension first). "
-            f"(torch.fx tracing also failed: {fx_error})"
+            f"could not run the model on example_input of shape {tuple(x.shape)} "
+            f"(dtype {x.dtype}): the model's forward raised {type(err).__name__}: {err}. "
+            "Pass an example batch the model accepts (batch dimension first, e.g. "
+            f"x[:8] of your data). (torch.fx: {type(fx_error).__name__}: {fx_error})"
         ) from err
     net.fx_error = str(fx_error)
     return net

@@ -29,11 +29,14 @@ Sequential(
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from causal_widgets.checks import is_int
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -42,24 +45,71 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def parse_layers(spec: str | Sequence[int]) -> list[int]:
-    """Layer sizes from ``"4,5,5,3"`` (or a sequence of ints); at least input and output."""
+def parse_layers(spec: str | Sequence[int], name: str = "layers") -> list[int]:
+    """Layer sizes, input to output, from ``"4,5,5,3"`` (or ``"4-5-5-3"``, or a sequence of
+    ints); at least an input and an output size, every one a positive integer.
+
+    The one parser of architectures: the command line's ``--layers``, a study's ``layers``
+    and Python callers all come here, so they accept and refuse the same things. Strict on
+    purpose: an empty entry (``"4,,3"``), a negative size (``"4,-5,3"``), zero, a fraction
+    or text raise ``ValueError`` naming the entry, never a silently different network.
+    ``-`` separates sizes only in a spec without commas (``"25-6-5"``), so in
+    ``"4,-5,3"`` it is the sign of -5. ``name`` is what the message calls the argument.
+    """
+    example = "e.g. '4,5,5,3' (input, hidden..., output)"
     if isinstance(spec, str):
-        parts = [p.strip() for p in spec.replace("-", ",").split(",") if p.strip()]
-        try:
-            sizes = [int(p) for p in parts]
-        except ValueError as err:
-            raise ValueError(
-                f"layer sizes {spec!r} must be comma-separated integers, e.g. '4,5,5,3'."
-            ) from err
+        sep = "," if "," in spec or "-" not in spec.strip().lstrip("-") else "-"
+        parts = [p.strip() for p in spec.split(sep)]
+        sizes = []
+        for k, part in enumerate(parts, start=1):
+            if not part:
+                hint = (" (a doubled separator, or a negative size? sizes are positive)"
+                        if sep == "-" else " (two commas in a row?)")
+                raise ValueError(
+                    f"{name}={spec!r}: layer sizes must be positive integers, but entry {k} "
+                    f"is empty{hint}; write every size, {example}."
+                )
+            # digits only: int() would also take "5_0" (50) or "+5"
+            if re.fullmatch(r"-?[0-9]+", part):
+                sizes.append(int(part))
+            else:
+                raise ValueError(
+                    f"{name}={spec!r}: layer sizes must be positive integers, but entry {k} "
+                    f"is {part!r}, not an integer; write comma-separated integers, "
+                    f"{example}."
+                )
+    elif isinstance(spec, Sequence) or (hasattr(spec, "__iter__") and hasattr(spec, "__len__")):
+        sizes = []
+        for k, value in enumerate(spec, start=1):
+            if not is_int(value):
+                raise ValueError(
+                    f"{name}={spec!r}: layer sizes must be positive integers, but entry {k} "
+                    f"is {value!r} ({type(value).__name__}); pass whole numbers, e.g. "
+                    "[4, 5, 5, 3]."
+                )
+            sizes.append(int(value))
     else:
-        sizes = [int(s) for s in spec]
+        raise ValueError(
+            f"{name}={spec!r} ({type(spec).__name__}): layer sizes are a string or a "
+            "list of ints: pass e.g. '4,5,5,3' or [4, 5, 5, 3]."
+        )
+    for k, size in enumerate(sizes, start=1):
+        if size < 0:
+            raise ValueError(
+                f"{name}={spec!r}: layer sizes must be positive integers, but entry {k} is "
+                f"{size}, a negative number; write every size as a positive integer, "
+                f"{example}."
+            )
+        if size == 0:
+            raise ValueError(
+                f"{name}={spec!r}: layer sizes must be positive integers, but entry {k} is 0 "
+                f"(a layer of no units); write {example}."
+            )
     if len(sizes) < 2:
         raise ValueError(
-            f"layer sizes {spec!r} need at least an input and an output size, e.g. '4,5,5,3'."
+            f"{name}={spec!r}: layer sizes need at least an input and an output size, "
+            f"{example}."
         )
-    if any(s < 1 for s in sizes):
-        raise ValueError(f"layer sizes {spec!r} must all be positive integers.")
     return sizes
 
 

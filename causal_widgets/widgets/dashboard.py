@@ -17,10 +17,12 @@ What crosses to the browser is compact (all values in bits):
 
 * ``plane``: per layer, column arrays over its measured epochs of ``ei``, ``ei_parts``,
   ``sensitivity`` and ``degeneracy`` with each one's
-  95 % CI (``<metric>_lo``, ``<metric>_hi``), and under ``xy`` the causal-plane
+  95 % CI (``<metric>_lo``, ``<metric>_hi``) and status (``status[metric]``, one letter
+  per epoch: ``x`` exact, ``e`` estimate, ``b`` bounds), and under ``xy`` the causal-plane
   coordinates computed here (horizontal ``M/sqrt2``, vertical ``(2 S - M)/sqrt2`` with
-  M = EI or EI_parts, each with its CI box; :mod:`causal_widgets.engine.plane`, see
-  ``docs/metrics.md``), which the front-end draws as they come.
+  M = EI or EI_parts, each with its interval box and status; :mod:`causal_widgets.engine.plane`,
+  see ``docs/metrics.md``), which the front-end draws as they come: a point whose M is
+  bounded (not estimated) is drawn as an open marker with its interval bars.
 * ``scalars``: the loss/accuracy/... series for every recorded epoch.
 * ``heatmap``: only the selected layer's edge matrices at the scrubbed epoch
   (``E[i, j] = I(X_i; Y_j)``, ``S[i, j]``, ``S - E``) and the node contributions, recomputed
@@ -64,10 +66,12 @@ class CausalDashboard(anywidget.AnyWidget):
     """Watch a network's causal structure while it trains; scrub it afterwards.
 
     ``CausalDashboard(model, example_input, bins=8, every=1, layers=None,
-    drop_stale=True, device=None, **measure_kwargs)`` starts a background
+    drop_stale=None, device=None, **measure_kwargs)`` starts a background
     :class:`~causal_widgets.live.monitor.Monitor` (``measure_kwargs`` go to
     ``measure_layer``, e.g. ``in_range=(0, 1)``, ``samples=``, ``metrics=``;
-    ``max_pending`` goes to the monitor). ``executor="ray"`` (or a
+    ``max_pending``, ``max_pending_bytes``, ``spill_dir`` go to the monitor). Every
+    recorded snapshot is measured (the newest first, then the backlog); dropping stale
+    ones is an opt-in (``drop_stale=True`` or ``max_pending=k``). ``executor="ray"`` (or a
     :class:`~causal_widgets.live.executors.RayExecutor`, or ``"process"``) measures on a Ray
     cluster (or a local process) instead of a thread here; the training loop and the
     widget are the same. Call :meth:`record` once per epoch; every
@@ -109,7 +113,7 @@ class CausalDashboard(anywidget.AnyWidget):
         bins: int = 8,
         every: int = 1,
         layers: Any = None,
-        drop_stale: bool = True,
+        drop_stale: bool | None = None,
         device: Any = None,
         executor: Any = None,
         title: str = "Causal structure",
@@ -225,15 +229,8 @@ class CausalDashboard(anywidget.AnyWidget):
             )
         if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
             raise TypeError(f"epoch must be an int; got {type(epoch).__name__} ({epoch!r}).")
-        clean = {}
-        for k, v in scalars.items():
-            try:
-                clean[k] = float(v.item() if hasattr(v, "item") else v)
-            except (TypeError, ValueError) as err:
-                raise TypeError(
-                    f"scalar {k!r} must be a number (e.g. loss.item()); got {type(v).__name__}."
-                ) from err
-        self._monitor.record(int(epoch), **clean)
+        # the monitor checks the scalars (one number each) and names the one it refuses
+        self._monitor.record(int(epoch), **scalars)
         self._on_update()
 
     def wait(self, timeout: float | None = None) -> None:
@@ -322,6 +319,10 @@ class CausalDashboard(anywidget.AnyWidget):
         st["state"] = state
         st["measured_epochs"] = len(epochs)
         st["dropped_epochs"] = [int(e) for e in dropped[-20:]]
+        pending = self._history.pending() if hasattr(self._history, "pending") else []
+        st["pending"] = len(pending)
+        # drawn as ticks on the time axis (capped: the status is pushed often)
+        st["pending_epochs"] = [int(e) for e in pending[:2000]]
         n_dropped = int(st.get("dropped") or 0)
         st["notice"] = (
             f"dropped {n_dropped} stale snapshot{'s' if n_dropped != 1 else ''} to keep up "
@@ -329,6 +330,14 @@ class CausalDashboard(anywidget.AnyWidget):
             if n_dropped
             else ""
         )
+        if pending and (self._monitor is None or self._closed):
+            # a loaded (or closed) run with a backlog: say what was not measured
+            n_spilled = len(self._history.spilled())
+            st["notice"] = " · ".join(filter(None, [
+                f"{len(epochs)} measured · {len(pending)} pending"
+                + (f" ({n_spilled} kept on disk: a Monitor given this history measures "
+                   "them)" if n_spilled else ""),
+                st["notice"]]))
         return to_jsonable(st)
 
     @staticmethod

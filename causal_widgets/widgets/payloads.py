@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from causal_widgets.engine.bounds import STATUSES, combined_status
 from causal_widgets.engine.plane import PLANE_METRICS as XY_METRICS
 from causal_widgets.engine.plane import plane_box, plane_xy
+from causal_widgets.engine.tidy import status_from_method
 
 #: Matrices with more neurons than this on a side are sent as block means.
 HEATMAP_MAX_SIDE = 80
@@ -31,6 +33,12 @@ PLANE_METRICS = ("ei", "ei_parts", "sensitivity", "degeneracy")
 #: Decimal places kept for values sent to the browser: 1e-6 bits is far below any
 #: estimate's uncertainty and keeps the JSON short (display only; ``results`` is exact).
 _DECIMALS = 6
+
+#: One letter per value's status (``causal_widgets.engine.bounds.STATUSES``) in the
+#: payloads' status strings: exact, estimate, bounds; :data:`STATUS_MISSING` where nothing
+#: was measured. One character per point keeps a long history's payload small.
+STATUS_CODES = {"exact": "x", "estimate": "e", "bounds": "b"}
+STATUS_MISSING = "-"
 
 #: Per-epoch scalars averaged over a group's runs for the study dashboard's small charts.
 CURVE_SCALARS = ("loss", "test_accuracy")
@@ -48,16 +56,49 @@ def _clean(values: Any, decimals: int | None = _DECIMALS) -> list:
     return out.tolist()
 
 
+def row_statuses(frame: pd.DataFrame) -> pd.Series:
+    """Each row's status (``"exact"``, ``"estimate"`` or ``"bounds"``).
+
+    Rows written before statuses existed (no ``status`` column, or an empty cell where an
+    old history was joined to a new one) get :func:`status_from_method` of their
+    ``method`` (``"estimate"`` when that is missing too). Any other text is refused.
+    """
+    method = frame["method"] if "method" in frame.columns else pd.Series(None, index=frame.index)
+    from_method = method.map(status_from_method)
+    if "status" not in frame.columns:
+        return from_method
+    status = frame["status"].where(frame["status"].notna(), from_method)
+    bad = sorted({str(s) for s in status.unique()} - set(STATUSES))
+    if bad:
+        raise ValueError(
+            f"the results' status column holds {bad}: each row's status must be one of "
+            f"{list(STATUSES)} (causal_widgets.engine.bounds), or left empty for rows "
+            "written before statuses existed."
+        )
+    return status
+
+
+def _codes(statuses: list[str | None]) -> str:
+    """One :data:`STATUS_CODES` letter per value (:data:`STATUS_MISSING` for ``None``)."""
+    return "".join(STATUS_MISSING if s is None else STATUS_CODES[s] for s in statuses)
+
+
 def plane_payload(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Per-layer column arrays of the plane metrics from a tidy results frame.
 
     Returns ``{layer: {"epoch": [...], "ei": [...], "ei_lo": [...], "ei_hi": [...], ...,
-    "xy": {...}}}`` for the metrics in :data:`PLANE_METRICS`, one entry per measured epoch
-    of that layer (sorted), ``None`` where a metric was not measured (or is not finite).
+    "status": {...}, "xy": {...}}}`` for the metrics in :data:`PLANE_METRICS`, one entry
+    per measured epoch of that layer (sorted), ``None`` where a metric was not measured
+    (or is not finite). ``status[metric]`` is a string with one :data:`STATUS_CODES`
+    letter per epoch (``"x"`` exact, ``"e"`` estimate, ``"b"`` bounds: ``[lo, hi]``
+    brackets the truth, the value is a best guess inside it; ``"-"`` not measured).
     ``xy`` holds the causal-plane coordinates for each M in ``("ei", "ei_parts")``:
-    ``{M: {"x", "y", "x0", "x1", "y0", "y1"}}``, the point
-    (:func:`~causal_widgets.engine.plane.plane_xy` of M and S) and its CI box
-    (:func:`~causal_widgets.engine.plane.plane_box`), ``None`` where M or S is missing.
+    ``{M: {"x", "y", "x0", "x1", "y0", "y1", "status"}}``, the point
+    (:func:`~causal_widgets.engine.plane.plane_xy` of M and S), its interval box
+    (:func:`~causal_widgets.engine.plane.plane_box`), ``None`` where M or S is missing,
+    and the point's status: the less certain of M's and S's
+    (:func:`~causal_widgets.engine.bounds.combined_status`), ``"-"`` where there is no
+    point. Rows without a status (old histories) take it from their ``method``.
     """
     needed = {"layer", "epoch", "metric", "value"}
     if frame is None or frame.empty or not needed <= set(frame.columns):
@@ -66,7 +107,9 @@ def plane_payload(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     has_ci = {"ci_low", "ci_high"} <= set(frame.columns)
     if has_ci:
         cols += ["ci_low", "ci_high"]
-    df = frame.loc[frame["metric"].isin(PLANE_METRICS), cols].copy()
+    rows = frame["metric"].isin(PLANE_METRICS)
+    df = frame.loc[rows, cols].copy()
+    df["status"] = row_statuses(frame.loc[rows])
     # a re-measured (epoch, layer, metric) keeps its latest value
     df = df.drop_duplicates(["layer", "epoch", "metric"], keep="last")
     if df.empty:
@@ -76,9 +119,8 @@ def plane_payload(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
         df["ci_low"] = np.nan
         df["ci_high"] = np.nan
     # unstack (not pivot_table) so only (layer, epoch) pairs that were measured appear
-    wide = df.set_index(["layer", "epoch", "metric"])[["value", "ci_low", "ci_high"]].unstack(
-        "metric"
-    )
+    wide = df.set_index(["layer", "epoch", "metric"])[
+        ["value", "ci_low", "ci_high", "status"]].unstack("metric")
     layer_order = list(dict.fromkeys(df["layer"]))
     out: dict[str, dict[str, Any]] = {}
     for layer in layer_order:
@@ -94,19 +136,31 @@ def plane_payload(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
         entry: dict[str, Any] = {"epoch": [int(e) for e in block.index]}
         values = {m: (col("value", m), col("ci_low", m), col("ci_high", m)) for m in PLANE_METRICS}
+        statuses: dict[str, list[str | None]] = {}
         for m, (v, lo, hi) in values.items():
             entry[m] = _clean(v)
             entry[f"{m}_lo"] = _clean(lo)
             entry[f"{m}_hi"] = _clean(hi)
+            raw = (block[("status", m)].tolist() if ("status", m) in block.columns
+                   else [None] * len(block))
+            # a value that is missing (or not finite) has no status to show
+            statuses[m] = [s if isinstance(s, str) and np.isfinite(x) else None
+                           for s, x in zip(raw, v)]
+        entry["status"] = {m: _codes(statuses[m]) for m in PLANE_METRICS}
         # the coordinates are computed here, from the unrounded values, by the one plane
         # function; the browser draws them as they come
         s, s_lo, s_hi = values["sensitivity"]
-        xy: dict[str, dict[str, list]] = {}
+        xy: dict[str, dict[str, Any]] = {}
         for m in XY_METRICS:
             v, lo, hi = values[m]
             x, y = plane_xy(v, s)
             box = plane_box(v, lo, hi, s, s_lo, s_hi)
-            xy[m] = {"x": _clean(x), "y": _clean(y), **{k: _clean(b) for k, b in box.items()}}
+            point_status = [
+                combined_status((a, b)) if a is not None and b is not None else None
+                for a, b in zip(statuses[m], statuses["sensitivity"])
+            ]
+            xy[m] = {"x": _clean(x), "y": _clean(y), **{k: _clean(b) for k, b in box.items()},
+                     "status": _codes(point_status)}
         entry["xy"] = xy
         out[str(layer)] = entry
     return out
@@ -272,8 +326,11 @@ __all__ = [
     "CURVE_SCALARS",
     "HEATMAP_MAX_SIDE",
     "PLANE_METRICS",
+    "STATUS_CODES",
+    "STATUS_MISSING",
     "curves_payload",
     "heatmap_payload",
     "nearest",
     "plane_payload",
+    "row_statuses",
 ]

@@ -17,16 +17,19 @@ Python computes, the browser (``js/study.js``) only draws. What crosses (bits, r
 * ``groups``: ``[{name, colour, n_runs, n_complete, settings}]`` every configuration, in
   study order (``colour`` is its index: stable when others are hidden);
 * ``runs``: ``[{run_id, group, seed, status, colour}]`` every run;
-* ``plane``: ``{metric, groups: {group: {layer: {epoch, n, x, y, x_sd, y_sd}}},
-  runs: {run_id: {group, seed, layers: {layer: {epoch, x, y}}}}}`` for the shown groups
+* ``plane``: ``{metric, groups: {group: {layer: {epoch, n, n_bounded, x, y, x_sd, y_sd}}},
+  runs: {run_id: {group, seed, layers: {layer: {epoch, n_bounded, x, y}}}}}`` for the shown groups
   (``selected_groups``), the picked runs (``selected_runs``) and the shown layers
   (``layer_filter``). ``x = M/sqrt2`` and ``y = (2 S - M)/sqrt2`` with M = EI (or
   EI_parts, ``plane_metric``) and S = sensitivity
   (:func:`causal_widgets.engine.plane.plane_xy`); a group's ``x``/``y`` are the means of
   its runs' coordinates and ``x_sd``/``y_sd`` their sample standard deviations (0 for a
   single run), as :func:`causal_widgets.studies.sweeps.plane_summary` computes them;
+  ``n_bounded`` counts the runs whose point there is bounds, not an estimate (M's or
+  S's status ``"bounds"``: the value is only a best guess inside a bracket), 0 or 1 for
+  a run, and the front-end draws such points open;
 * ``markers``: every shown trajectory's point at the scrubbed ``epoch`` (its own measured
-  epoch nearest to it): ``[{group, run_id, layer, epoch, x, y, x_sd, y_sd}]``;
+  epoch nearest to it): ``[{group, run_id, layer, epoch, x, y, x_sd, y_sd, n_bounded}]``;
 * ``curves``: ``{group: {epoch, n, loss, loss_sd, test_accuracy, test_accuracy_sd}}``
   mean +- sd over the group's runs of the per-epoch scalars (shown groups only);
 * ``epochs``: the union of the measured epochs; ``layers``: every layer, network order;
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import anywidget
+import numpy as np
 import pandas as pd
 import traitlets
 
@@ -47,10 +51,37 @@ from causal_widgets.engine.plane import PLANE_METRICS
 from causal_widgets.jsonable import to_jsonable
 from causal_widgets.studies.sweeps import group_plane_means, run_plane_coords
 from causal_widgets.widgets.frontend import _JS_DIR, esm_bundle, widget_css
-from causal_widgets.widgets.payloads import CURVE_SCALARS, _clean, curves_payload, nearest
+from causal_widgets.widgets.payloads import (
+    CURVE_SCALARS,
+    _clean,
+    curves_payload,
+    nearest,
+    row_statuses,
+)
 
 #: Metrics the plane can be drawn with (M in x = M/sqrt2, y = (2S - M)/sqrt2).
 STUDY_PLANE_METRICS = PLANE_METRICS
+
+_POINT_KEY = ["run_id", "layer", "epoch"]
+
+
+def bounded_points(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``run_id, layer, epoch, bounded``: whether each run's plane point is bounds (its M
+    or its S has status ``"bounds"``; rows of older runs without a status take it from
+    their method, :func:`~causal_widgets.widgets.payloads.row_statuses`). A re-measured
+    value counts with its latest row, as in the plane itself."""
+    need = {"run_id", "layer", "epoch", "metric"}
+    if results is None or results.empty or not need <= set(results.columns):
+        return pd.DataFrame(columns=[*_POINT_KEY, "bounded"])
+    rows = results.loc[results["metric"].isin([metric, "sensitivity"])]
+    rows = rows.drop_duplicates([*_POINT_KEY, "metric"], keep="last")
+    df = pd.DataFrame({
+        "run_id": rows["run_id"].astype(str).to_numpy(),
+        "layer": rows["layer"].astype(str).to_numpy(),
+        "epoch": rows["epoch"].astype(np.int64).to_numpy(),
+        "bounded": row_statuses(rows).eq("bounds").to_numpy(),
+    })
+    return df.groupby(_POINT_KEY, as_index=False, sort=False)["bounded"].any()
 
 
 class StudyDashboard(anywidget.AnyWidget):
@@ -211,7 +242,18 @@ class StudyDashboard(anywidget.AnyWidget):
         per-group means ``{(group, layer): frame}`` (each frame sorted by epoch)."""
         if metric not in self._coords_cache:
             coords = run_plane_coords(self._data.results, metric)
+            if coords.empty:  # nothing to flag (and its columns are untyped)
+                coords = coords.assign(bounded=pd.Series(dtype=bool))
+            else:
+                flags = bounded_points(self._data.results, metric)
+                coords = coords.merge(flags, on=_POINT_KEY, how="left")
+            coords["n_bounded"] = coords["bounded"].eq(True).astype(np.int64)
             means = group_plane_means(coords)
+            # how many of a group's runs are bounded at each point
+            counts = coords.groupby(["group", "layer", "epoch"], as_index=False, sort=False)[
+                "n_bounded"].sum()
+            means = means.merge(counts, on=["group", "layer", "epoch"], how="left")
+            means["n_bounded"] = means["n_bounded"].fillna(0).astype(np.int64)
             by_run = {k: f for k, f in coords.groupby(["run_id", "layer"], sort=False)}
             by_group = {k: f for k, f in means.groupby(["group", "layer"], sort=False)}
             self._coords_cache[metric] = (by_run, by_group)
@@ -264,6 +306,7 @@ class StudyDashboard(anywidget.AnyWidget):
                 entry[layer] = {
                     "epoch": [int(e) for e in block["epoch"]],
                     "n": [int(n) for n in block["n"]],
+                    "n_bounded": [int(n) for n in block["n_bounded"]],
                     "x": _clean(block["x"]),
                     "y": _clean(block["y"]),
                     "x_sd": _clean(block["x_sd"]),
@@ -280,6 +323,7 @@ class StudyDashboard(anywidget.AnyWidget):
                     continue
                 layers[layer] = {
                     "epoch": [int(e) for e in block["epoch"]],
+                    "n_bounded": [int(n) for n in block["n_bounded"]],
                     "x": _clean(block["x"]),
                     "y": _clean(block["y"]),
                 }
@@ -304,7 +348,8 @@ class StudyDashboard(anywidget.AnyWidget):
                 k = d["epoch"].index(e)
                 out.append({"group": name, "run_id": None, "layer": layer, "epoch": e,
                             "x": d["x"][k], "y": d["y"][k],
-                            "x_sd": d["x_sd"][k], "y_sd": d["y_sd"][k]})
+                            "x_sd": d["x_sd"][k], "y_sd": d["y_sd"][k],
+                            "n_bounded": d["n_bounded"][k]})
         for rid, r in (plane.get("runs") or {}).items():
             for layer, d in r["layers"].items():
                 e = nearest(d["epoch"], self.epoch)
@@ -312,7 +357,8 @@ class StudyDashboard(anywidget.AnyWidget):
                     continue
                 k = d["epoch"].index(e)
                 out.append({"group": r["group"], "run_id": rid, "layer": layer, "epoch": e,
-                            "x": d["x"][k], "y": d["y"][k], "x_sd": None, "y_sd": None})
+                            "x": d["x"][k], "y": d["y"][k], "x_sd": None, "y_sd": None,
+                            "n_bounded": d["n_bounded"][k]})
         return out
 
     def _refresh(self) -> None:

@@ -68,7 +68,8 @@ const STATE = {
 test("trajectory points skip missing coordinates; a missing sd counts as 0", () => {
   const pts = trajectoryPoints(STATE.plane.groups["noise=0"].fc1);
   assert.deepEqual(pts.map((p) => p.epoch), [0, 20]); // epoch 10 has x = null
-  assert.deepEqual(pts[1], { epoch: 20, x: 2, y: 2, x_sd: 0.25, y_sd: 0, n: 2 });
+  // a payload without n_bounded (older) counts no bounded runs
+  assert.deepEqual(pts[1], { epoch: 20, x: 2, y: 2, x_sd: 0.25, y_sd: 0, n: 2, nBounded: 0 });
   assert.deepEqual(trajectoryPoints(undefined), []);
   // run entries carry no sd: 0
   assert.equal(trajectoryPoints({ epoch: [5], x: [1], y: [2] })[0].x_sd, 0);

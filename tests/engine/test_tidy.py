@@ -20,8 +20,8 @@ from causal_widgets.network.measure import FRAME_COLUMNS
 
 def test_the_columns_and_their_order() -> None:
     assert TIDY_COLUMNS == [
-        "layer", "metric", "value", "ci_low", "ci_high", "method", "samples", "in_bins",
-        "out_bins", "in_range", "out_range", "seed", "version",
+        "layer", "metric", "value", "ci_low", "ci_high", "status", "method", "samples",
+        "in_bins", "out_bins", "in_range", "out_range", "seed", "version",
     ]  # fmt: skip
     assert TIDY_COLUMNS == [*TIDY_KEYS, *TIDY_VALUES, *TIDY_PROVENANCE]
 

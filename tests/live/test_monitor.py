@@ -236,8 +236,9 @@ def test_stale_snapshots_are_dropped_oldest_first_never_the_running_one():
     eng.gate.clear()
     model = mlp()
     updates = []
+    # dropping is an opt-in since nothing is dropped by default (issue 11)
     mon = Monitor(model, X, in_range=(0, 1), measure_fn=eng, max_pending=2,
-                  on_update=lambda: updates.append(1))
+                  drop_stale=True, on_update=lambda: updates.append(1))
     mon.record(0)
     assert eng.started.wait(10)  # epoch 0 is being measured now
     for epoch in range(1, 6):
@@ -686,6 +687,10 @@ def test_a_lost_measurement_task_is_an_error_and_the_monitor_goes_on():
             mon.record(epoch)
         mon.wait(timeout=120)
         errs = mon.history.errors()
-        assert [(e["epoch"], e["layer"]) for e in errs] == [(1, None)]
+        # which epoch the second task carried depends on when the dispatcher looked: the
+        # newest waiting snapshot goes first (issue 11), so it is not always epoch 1
+        assert len(errs) == 1 and errs[0]["layer"] is None
+        lost = errs[0]["epoch"]
         assert "its worker died" in errs[0]["message"]
-        assert mon.history.epochs() == [0, 2]
+        assert mon.history.epochs() == sorted({0, 1, 2} - {lost})
+        assert mon.history.pending() == []  # failed, not left waiting

@@ -357,3 +357,31 @@ def test_results_revision_ignores_loss_of_unmeasured_epochs_and_frame_cache_stay
     f = h.frame()
     f.loc[:, "value"] = 99.0
     assert (h.frame()["value"] != 99.0).any()
+
+
+def test_rows_written_before_statuses_existed_get_one_from_their_method(tmp_path):
+    import pandas as pd
+
+    from causal_widgets.live.store import History
+
+    h = History()
+    h.add_scalars(0, loss=1.0)
+    h.save(tmp_path / "h")
+    res = tmp_path / "h" / "results.parquet"
+    old = pd.DataFrame({
+        "epoch": [0, 0], "layer": ["fc1", "fc1"], "metric": ["ei_parts", "ei"],
+        "value": [1.0, 2.0], "ci_low": [1.0, 1.9], "ci_high": [1.0, 2.1],
+        "method": ["exact", "sampled"], "samples": [0, 100], "in_bins": [8, 8],
+        "out_bins": [8, 8], "in_range": [(0.0, 1.0)] * 2, "out_range": [(0.0, 1.0)] * 2,
+        "seed": [0, 0], "version": ["0.1.0", "0.1.0"],
+    })  # a version-0.1 results table: no status column
+    old.to_parquet(res, index=False)
+    import json
+
+    meta_path = tmp_path / "h" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("files", None)  # as written by 0.1, before row counts were recorded
+    meta_path.write_text(json.dumps(meta))
+    frame = History.load(tmp_path / "h").frame().set_index("metric")
+    assert frame.loc["ei_parts", "status"] == "exact"
+    assert frame.loc["ei", "status"] == "estimate"

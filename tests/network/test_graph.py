@@ -241,31 +241,42 @@ def test_conv1d_avgpool_and_adaptive_pool():
 def test_residual_block_is_one_layer_and_spans_reach_inside():
     model = build(ResNet)
     x = rand(8, 3)
-    layers = find_layers(model, x, in_range=(0, 1))
+    # the sound bounds (span_ranges="bound"); the observed ones: tests/network/
+    # test_observed_ranges.py
+    layers = find_layers(model, x, in_range=(0, 1), span_ranges="bound")
     assert [layer.name for layer in layers] == ["inp", "block", "out"]
     inp, block, out = layers
     assert block.extra["kind"] == "block" and block.dense is None
     assert block.in_shape == (4,) and block.out_shape == (4,)
     assert inp.out_range == (-1.0, 1.0) and block.in_range == (-1.0, 1.0)
-    # block output = x + fc2(relu(fc1(x))): interval of the sum of the two branches
+    # block output = x + fc2(relu(fc1(x))): per-neuron interval bounds (each hidden unit
+    # its own interval), then the sum of the two branches -- tighter than one shared hull
+    h_lo, h_hi = _per_neuron_bounds(model.block.fc1.weight, model.block.fc1.bias,
+                                    [-1.0] * 4, [1.0] * 4)
+    h_lo, h_hi = [max(v, 0.0) for v in h_lo], [max(v, 0.0) for v in h_hi]
+    f2_lo, f2_hi = _per_neuron_bounds(model.block.fc2.weight, model.block.fc2.bias, h_lo, h_hi)
+    assert block.out_range == pytest.approx(
+        (min(-1 + v for v in f2_lo), max(1 + v for v in f2_hi)), abs=1e-12
+    )
+    # and no looser than the shared-hull bound
     f1_lo, f1_hi = _hand_bounds(model.block.fc1.weight, model.block.fc1.bias, -1, 1)
-    f2_lo, f2_hi = _hand_bounds(
+    g_lo, g_hi = _hand_bounds(
         model.block.fc2.weight, model.block.fc2.bias, max(f1_lo, 0), max(f1_hi, 0)
     )
-    assert block.out_range == pytest.approx((-1 + f2_lo, 1 + f2_hi), abs=1e-12)
+    assert -1 + g_lo <= block.out_range[0] and block.out_range[1] <= 1 + g_hi
     assert out.in_range == block.out_range and out.out_range == (0.0, 1.0)
     v = rand(6, 4, seed=5, lo=-1, hi=1)
     with torch.no_grad():
         torch.testing.assert_close(block.forward_flat(v), model.block(v))
     # the block's inner parts, requested explicitly
     inner, fc1 = find_layers(model, x, [("block.fc1", "block.fc2"), "block.fc1"],
-                             in_range=(0, 1))
+                             in_range=(0, 1), span_ranges="bound")
     assert inner.name == "block.fc1..block.fc2" and inner.extra["kind"] == "span"
     with torch.no_grad():
         torch.testing.assert_close(
             inner.forward_flat(v), model.block.fc2(torch.relu(model.block.fc1(v)))
         )
-    assert inner.out_range == pytest.approx((f2_lo, f2_hi), abs=1e-12)
+    assert inner.out_range == pytest.approx((min(f2_lo), max(f2_hi)), abs=1e-12)
     assert fc1.activation.kind == "relu" and fc1.out_range[0] == 0.0
     # a span that starts inside the block but ends after its skip connection is not closed
     with pytest.raises(ValueError, match="not a closed piece.*skip connection"):
@@ -352,6 +363,17 @@ def _hand_bounds(w, b, lo, hi):
     return min(lows), max(highs)
 
 
+def _per_neuron_bounds(w, b, lo: list[float], hi: list[float]):
+    """Per output j, the interval of (W x + b)_j over x_k in [lo_k, hi_k], with loops."""
+    w = w.detach().double().tolist()
+    b = b.detach().double().tolist()
+    lows = [sum(min(wk * a, wk * c) for wk, a, c in zip(row, lo, hi, strict=True)) + bj
+            for row, bj in zip(w, b, strict=True)]
+    highs = [sum(max(wk * a, wk * c) for wk, a, c in zip(row, lo, hi, strict=True)) + bj
+             for row, bj in zip(w, b, strict=True)]
+    return lows, highs
+
+
 def _set_linear(lin: nn.Linear, w, b) -> None:
     with torch.no_grad():
         lin.weight.copy_(torch.tensor(w))
@@ -396,7 +418,7 @@ def test_in_range_inferred_from_data_with_warning():
     assert layer.in_range == (-1.0, 3.0)
 
 
-def test_batchnorm_is_skipped_with_a_warning_and_its_range_is_affine():
+def test_batchnorm_is_folded_and_its_range_is_affine():
     model = build(lambda: nn.Sequential(
         nn.Linear(2, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2)
     ))
@@ -407,9 +429,11 @@ def test_batchnorm_is_skipped_with_a_warning_and_its_range_is_affine():
         bn.weight.fill_(2.0)
         bn.bias.fill_(0.5)
     _set_linear(model[0], [[1.0, 1.0], [2.0, 0.0], [0.5, 0.5]], [0.0, 0.0, 0.5])
-    with pytest.warns(UserWarning, match=r"skipped.*1 \(BatchNorm1d\)"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # folded, not skipped: no warning
         first, second = find_layers(model, rand(4, 2), in_range=(0, 1))
     assert [first.name, second.name] == ["0", "3"]
+    assert first.dense is not None and "folded BatchNorm1d '1'" in first.note
     # z on [0, 1]^2: rows [0, 2], [0, 2], [0.5, 1.5] -> hull [0, 2];
     # bn(z) = (z - 1) / 2 * 2 + 0.5 = z - 0.5 -> [-0.5, 1.5]; relu -> [0, 1.5]
     assert second.in_range == pytest.approx((0.0, 1.5), abs=1e-12)
@@ -455,7 +479,7 @@ def test_errors_name_the_problem_and_the_fix():
         find_layers(model, x, ["1"], in_range=(0, 1))
     with pytest.raises(ValueError, match=r"'2' \(Dropout\) is transparent"):
         find_layers(model, x, ["2"], in_range=(0, 1))
-    with pytest.raises(ValueError, match=r"'4' \(BatchNorm1d\).*span.*\('3', '4'\)"):
+    with pytest.raises(ValueError, match=r"'4' \(BatchNorm1d\) is folded into layer '3'"):
         find_layers(model, x, ["4"], in_range=(0, 1))
     with pytest.raises(TypeError, match="ambiguous"):
         find_layers(model, x, ("0", "3"), in_range=(0, 1))

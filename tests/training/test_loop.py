@@ -29,7 +29,8 @@ class _FakeHistory:
 
 def test_results_front_is_the_reproductions_order() -> None:
     assert loop.RESULTS_FRONT == [
-        "run", "epoch", "layer", "metric", "value", "ci_low", "ci_high", "loss", "accuracy",
+        "run", "epoch", "layer", "metric", "value", "ci_low", "ci_high", "status", "loss",
+        "accuracy",
         "test_loss", "test_accuracy",
     ]  # fmt: skip
 

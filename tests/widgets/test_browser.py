@@ -14,6 +14,9 @@ rendered widgets (keyboard, mouse), asserting on what is drawn.
   and that the drawn heatmap values are the History's numbers.
 * ``test_dashboard_end_to_end_notebook7``: the same dashboard checks in Jupyter Notebook 7
   (``/notebooks/<name>.ipynb``), screenshots prefixed ``nb7-``.
+* ``test_dashboard_shows_bounds``: a layer whose whole EI is bounds (not an estimate)
+  reopened in the dashboard is drawn open with its interval bars and the note, a
+  screenshot ``status-bounds.png``.
 
 Screenshots and the server logs go to ``tests/widgets/artifacts/`` (gitignored; CI keeps it).
 Skipped only when ``/usr/bin/chromium`` is missing. Run with ``pytest -m browser``.
@@ -505,3 +508,63 @@ def test_dashboard_end_to_end(lab: Server, browser_page) -> None:
 def test_dashboard_end_to_end_notebook7(nb7: Server, nb7_page) -> None:
     """The same dashboard checks in Jupyter Notebook 7 (``jupyter notebook``)."""
     _dashboard_end_to_end(nb7_page, nb7)
+
+
+# --------------------------------------------------------------------------- statuses
+STATUS_JS = """root => {
+    const look = (m) => ({
+        status: m.getAttribute('data-status'), open: m.classList.contains('cw-open'),
+        fill: getComputedStyle(m).fill, stroke: getComputedStyle(m).stroke,
+        tip: m.textContent,
+        bars: root.querySelectorAll('.cw-marker-group[data-layer="' + m.dataset.layer
+            + '"] [data-testid=cw-bounds-bar] line').length,
+    });
+    return {
+        markers: Object.fromEntries([...root.querySelectorAll('[data-testid=cw-plane-marker]')]
+            .map(m => [m.dataset.layer, look(m)])),
+        note: root.querySelector('.cw-plane-card .cw-note').textContent,
+    };
+}"""
+
+
+def test_dashboard_shows_bounds(lab: Server, browser_page) -> None:
+    """A bounded EI (its interval brackets the truth) is an open marker with its bars."""
+    page = browser_page
+    shutil.copy(NOTEBOOKS / "status_bounds.ipynb", lab.root / "status_bounds.ipynb")
+    _open_and_run_all(page, lab, "status_bounds.ipynb")
+    _wait_for_output(page, lab, "CW-STATUS-READY", 300)
+    status = json.loads((lab.root / "cw_status.json").read_text())
+    assert status["wide"]["ei"] == "bounds"  # the premise (engine/bounds.py)
+    root = page.locator(".cw-dashboard").first
+    root.wait_for(state="visible")
+    root.scroll_into_view_if_needed()
+    root.locator("[data-testid=cw-plane-marker][data-layer='wide']").wait_for(state="attached")
+    deadline = time.monotonic() + 30
+    while True:
+        drawn = root.evaluate(STATUS_JS)
+        wide = drawn["markers"].get("wide")
+        if wide and wide["status"]:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the plane never drew the wide layer's status: {drawn}")
+        page.wait_for_timeout(200)
+    root.screenshot(path=str(ARTIFACTS / "status-bounds.png"))
+    assert wide["status"] == "bounds" and wide["open"], wide
+    assert wide["fill"] == "rgb(255, 255, 255)", wide  # hollow, with the stylesheet loaded
+    assert wide["stroke"] != "rgb(255, 255, 255)", wide  # outlined in the layer's colour
+    assert wide["bars"] == 2, wide  # its interval, drawn without "CI" ticked
+    lo, hi = status["wide"]["ei_ci"]
+    assert re.search(r"EI in \[[^\]]+\] \(bounds\)", wide["tip"]), wide["tip"]
+    assert lo < hi
+    assert "Open markers: EI bounded, not estimated" in drawn["note"]
+    narrow = drawn["markers"]["narrow"]
+    # a point's status is the less certain of its EI's and its sensitivity's
+    from causal_widgets.engine.bounds import combined_status
+
+    assert narrow["status"] == combined_status(
+        (status["narrow"]["ei"], status["narrow"]["sensitivity"])), (narrow, status)
+    if narrow["status"] != "bounds":
+        assert not narrow["open"] and narrow["bars"] == 0, narrow
+        assert "(bounds)" not in narrow["tip"].split("\n")[1], narrow["tip"]
+    errors = [m for m in page.cw_console if m.startswith("pageerror") and not _known_noise(m)]
+    assert not errors, "\n".join(errors)
