@@ -932,8 +932,12 @@ def _measure(lyr: Layer, s: MeasureSettings, group: Any) -> LayerResult:
     sampler = _Sampler(lyr, s.in_bins, s.out_bins, dev, dtype, chunk_size, tally)
     res = LayerResult(name=lyr.name, n_in=lyr.n_in, n_out=lyr.n_out)
 
+    pool_k = _exact_max_pool(lyr, s)
     for metric in ("ei_parts", "sensitivity"):
         if metric in s.computed:
+            if pool_k:
+                _exact_pool_pairwise(res, metric, lyr, s, pool_k)
+                continue
             if dense is not None and s.method in ("auto", "exact"):
                 try:
                     _exact_pairwise(res, metric, lyr, dense, s, warns)
@@ -949,7 +953,9 @@ def _measure(lyr: Layer, s: MeasureSettings, group: Any) -> LayerResult:
     # whole EI and group EI: one path, the cell-conditional estimator on (inputs, outputs)
     whole = None
     whole_info: dict[str, Any] = {}
-    if "ei" in s.computed:
+    if "ei" in s.computed and pool_k and s.in_bins**pool_k <= s.cell_limit:
+        whole, whole_info = _exact_pool_whole(res, lyr, s, pool_k)
+    elif "ei" in s.computed:
         every = (list(range(lyr.n_in)), list(range(lyr.n_out)))
         nodes = "nodes" in s.metrics
         blocks = weight_blocks(lyr.dense.weight) if lyr.dense is not None else None
@@ -974,6 +980,46 @@ def _measure(lyr: Layer, s: MeasureSettings, group: Any) -> LayerResult:
     res.warnings = list(dict.fromkeys(warns))  # results repeat some in their Estimates
     res.settings = _settings_record(res, lyr, s, dev, chunk_size, whole_info)
     return res
+
+
+def _exact_max_pool(lyr: Layer, s: MeasureSettings) -> int:
+    """The window size of a max-pool layer the exact max-pool terms apply to, else 0."""
+    k = int(lyr.extra.get("max_pool", 0) or 0)
+    if not k or s.method == "sampled" or lyr.n_in != k or lyr.n_out != 1:
+        return 0
+    return k
+
+
+def _exact_pool_pairwise(res: LayerResult, metric: str, lyr: Layer, s: MeasureSettings,
+                         k: int) -> None:
+    """EI_parts / sensitivity of one max-pool window, exactly (exact_max_pool_mi)."""
+    from causal_widgets.engine.exact import exact_max_pool_mi
+
+    mat = np.asarray(exact_max_pool_mi(
+        k, lyr.in_range, s.in_bins, lyr.out_range, s.out_bins,
+        intervention="single" if metric == "sensitivity" else "all"), dtype=np.float64)
+    total = float(mat.sum())
+    _set_metric(res, metric, total, (total, total), "exact", 0)
+    setattr(res, f"{metric}_matrix", mat)
+    res.matrix_ci[metric] = (mat.copy(), mat.copy())
+
+
+def _exact_pool_whole(res: LayerResult, lyr: Layer, s: MeasureSettings, k: int
+                      ) -> tuple[Any, dict[str, Any]]:
+    """Whole EI of one max-pool window by enumerating its cells (exact_max_pool_ei); its
+    nodes are exact too: one output (I(X; Y) is EI) and I(X_i; Y) its pairwise terms."""
+    from causal_widgets.engine.estimate import Estimate, WholeResult
+    from causal_widgets.engine.exact import exact_max_pool_ei, exact_max_pool_mi
+
+    v = exact_max_pool_ei(k, lyr.in_range, s.in_bins, lyr.out_range, s.out_bins,
+                          cell_limit=s.cell_limit)
+    _set_metric(res, "ei", v, (v, v), "exact", 0)
+    pairs = np.asarray(exact_max_pool_mi(k, lyr.in_range, s.in_bins, lyr.out_range,
+                                         s.out_bins))[:, 0]
+    ins = [Estimate(float(p), float(p), float(p), 0, float(p), status="exact") for p in pairs]
+    outs = [Estimate(v, v, v, 0, v, status="exact")]
+    whole = WholeResult(Estimate(v, v, v, 0, v, status="exact"), outs, ins, [], 0, 0)
+    return whole, {"cells": "all", "n_cells": s.in_bins**k, "exact": "max pool"}
 
 
 def _default_chunk(lyr: Layer, s: MeasureSettings, dev: torch.device) -> int:

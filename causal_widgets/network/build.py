@@ -247,6 +247,7 @@ def _build_layer(d: _Discovery, unit: _Unit) -> Layer:
         k = math.prod(window)
         if "Max" in type(mod).__name__:
             fn = _PoolFn("max", 1.0)
+            extra["max_pool"] = k  # the engine's exact max-pool terms apply to it
         else:
             divisor = float(getattr(mod, "divisor_override", None) or k)
             fn = _PoolFn("avg", divisor)

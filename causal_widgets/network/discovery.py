@@ -38,7 +38,8 @@ What counts as a layer
   ``<layer>.norm1`` / ``<layer>.norm2``.
 * pooling (``Max/AvgPool1d/2d``, ``AdaptiveMax/AvgPool1d/2d``) by window: the ``k (x k)``
   inputs of one channel -> 1 output. Average pooling is linear, so it gets a dense form
-  (weights ``1/k^2``) and the exact engine; max pooling is sampled only.
+  (weights ``1/k^2``) and the exact engine; max pooling gets the exact max-pool terms
+  (``extra["max_pool"]``: the window size; ``engine.exact.exact_max_pool_mi`` / ``_ei``).
 * a residual block -- a submodule whose forward adds its own input back (found with
   torch.fx: an ``add`` node inside the module that takes the module's input) -- is one
   layer, measured by receptive field like a conv layer
