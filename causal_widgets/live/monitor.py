@@ -1103,8 +1103,12 @@ class Monitor:
             # a model whose structure changed: every snapshot of the older structure first
             # (the private model holds one structure at a time), then the newer ones
             generation = min(sn.generation for sn in self._queue)
-            epoch = next_epoch((sn.epoch for sn in self._queue
-                                if sn.generation == generation), self._started)
+            waiting = [sn.epoch for sn in self._queue if sn.generation == generation]
+            # the first snapshot measured gives the layer list every later one is checked
+            # against (and broken weights are named per layer): the first recorded, the
+            # model as built, not whichever is newest when the worker first wakes
+            first = self._reference is None and not self._started
+            epoch = min(waiting) if first else next_epoch(waiting, self._started)
             snap = next(sn for sn in self._queue if sn.epoch == epoch)
             if generation != self._loaded_generation:
                 snap.model = self._structures.get(generation)
