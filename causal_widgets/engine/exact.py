@@ -601,16 +601,9 @@ def _conditional_block(
         ff = np.empty((n, mb, in_bins, tf.size))
         for jj in range(mb):
             ff[:, jj] = _cdf_all_output(w[j0 + jj], float(b[j0 + jj]), in_range, in_bins, tf)
-    cdf = np.empty((n, mb, in_bins, out_bins + 1))
-    cdf[..., 0] = 0.0
-    cdf[..., -1] = 1.0
     inner = np.where(thresholds > 0, 1.0, 0.0) * np.ones((n, mb, in_bins, 1))
     inner[..., finite] = ff
-    cdf[..., 1:-1] = inner
-    # within the error bound: a proper, monotone CDF gives non-negative probabilities
-    np.clip(cdf, 0.0, 1.0, out=cdf)
-    np.maximum.accumulate(cdf, axis=-1, out=cdf)
-    return np.diff(cdf, axis=-1)
+    return _cdf_to_probs(inner)
 
 
 def exact_pair_tables(
@@ -706,10 +699,16 @@ def _ramp(t: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float) -> np.n
 
 
 def _cdf_to_probs(cdf_inner: np.ndarray) -> np.ndarray:
-    """Bin probabilities from the CDF at the inner edges (0 before, 1 after)."""
+    """Bin probabilities from the CDF at the inner edges (0 before, 1 after).
+
+    Within the error bound of an approximated CDF: clipped to [0, 1] and made monotone, so
+    the probabilities are non-negative and sum to 1.
+    """
     shape = cdf_inner.shape[:-1]
     cdf = np.concatenate([np.zeros((*shape, 1)), cdf_inner, np.ones((*shape, 1))], axis=-1)
-    return np.diff(np.maximum.accumulate(cdf, axis=-1), axis=-1)
+    np.clip(cdf, 0.0, 1.0, out=cdf)
+    np.maximum.accumulate(cdf, axis=-1, out=cdf)
+    return np.diff(cdf, axis=-1)
 
 
 def exact_max_pool_mi(
